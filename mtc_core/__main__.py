@@ -1,0 +1,188 @@
+"""Command line: python -m mtc_core {train, evaluate, traverse, theory} ...
+
+Bad flags or values exit 2 with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import typing
+from pathlib import Path
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """A bad flag or value: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(message)
+
+
+def _field_type(f: dataclasses.Field) -> typing.Callable[[str], typing.Any]:
+    """argparse type for a config dataclass field (annotations are strings under `from __future__`)."""
+    ann = str(f.type)
+    if ann.startswith("tuple"):
+        return lambda s: tuple(int(v) for v in s.split(","))
+    if ann == "dict":
+        return json.loads
+    if "float" in ann:
+        return lambda s: None if s.lower() == "none" else float(s)
+    if ann == "int":
+        return int
+    return str
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=argparse.SUPPRESS,
+                            help=f"(default: {default})")
+
+
+def cmd_train(argv: list[str]) -> int:
+    from mtc_core.models import MODELS
+    from mtc_core.train import TqdmCallback, TrainConfig, train
+
+    pre = Parser(add_help=False)
+    pre.add_argument("--model", default=TrainConfig.model)
+    known, _ = pre.parse_known_args(argv)
+    if known.model not in MODELS:
+        raise UsageError(f"unknown model {known.model!r}; choose from {', '.join(MODELS)}")
+    parser = Parser(prog="python -m mtc_core train", description="Train one model into a run directory.")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--dataset", default="toy", help="toy | shapes2d | dsprites, or a JSON spec")
+    _add_dataclass_flags(parser, TrainConfig, skip=("model_params", "dataset"))
+    model_group = parser.add_argument_group(f"{known.model} config")
+    _add_dataclass_flags(model_group, MODELS[known.model].Config)
+    args = vars(parser.parse_args(argv))
+    out, resume, dataset = Path(args.pop("out")), args.pop("resume"), args.pop("dataset")
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_args = {k: v for k, v in args.items() if k in train_names}
+    model_params = {k: v for k, v in args.items() if k not in train_names}
+    spec = json.loads(dataset) if dataset.lstrip().startswith("{") else {"name": dataset}
+    try:
+        config = TrainConfig(**train_args, model_params=model_params, dataset=spec)
+        from mtc_core.data import make_dataset
+        from mtc_core.models import build_model
+        from mtc_core.train import resolved_model_params
+
+        build_model(config.model, resolved_model_params(config, make_dataset(config.dataset)))  # validate before any work
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    command = "python -m mtc_core train " + shlex.join(argv)
+    result = train(config, out, callbacks=[TqdmCallback(config.steps)], command=command, resume=resume)
+    print(f"{result.status}: {result.step} steps -> {result.run_dir}" + (f" ({result.message})" if result.message else ""))
+    return 0 if result.status == "complete" else 1
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core evaluate", description="Evaluate a run; writes its metrics.json.")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--num-train", type=int, default=10_000)
+    parser.add_argument("--num-test", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    import mtc_core
+    from mtc_core import io
+    from mtc_core.data import make_dataset
+    from mtc_core.train import resolve_device
+
+    try:
+        model, config = io.load_run(args.run, resolve_device(args.device))
+        dataset = make_dataset(config["dataset"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed)
+    metrics_path = args.run / io.METRICS
+    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics["evaluation"] = io.json_safe(results)
+    io.write_json(metrics_path, metrics)
+    print(json.dumps(metrics["evaluation"], indent=2))
+    return 0
+
+
+def cmd_traverse(argv: list[str]) -> int:
+    from mtc_core.traversal import RANGE_MODES
+
+    parser = Parser(prog="python -m mtc_core traverse", description="Latent traversal of a run as a PNG grid and an animated GIF.")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--png", type=Path, default=Path("traversal.png"))
+    parser.add_argument("--gif", type=Path, default=Path("traversal.gif"))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--range", dest="mode", choices=RANGE_MODES, default="prior")
+    parser.add_argument("--extent", type=float, default=2.0, help="prior sd for --range prior")
+    parser.add_argument("--seed", type=int, default=0, help="picks the base image")
+    parser.add_argument("--scale", type=int, default=2)
+    args = parser.parse_args(argv)
+    from mtc_core import figures, io
+    from mtc_core.data import make_dataset
+    from mtc_core.traversal import encode_numpy, latent_activity, traversal_values, traverse
+
+    try:
+        model, config = io.load_run(args.run)
+        dataset = make_dataset(config["dataset"])
+        rng = np.random.default_rng(args.seed)
+        images = dataset.render(dataset.sample_factors(1000, rng))
+        mu, logvar = encode_numpy(model, images)
+        order = np.argsort(-latent_activity(mu, logvar))
+        grid = traverse(model, mu[0], order, traversal_values(mu, args.steps, args.mode, args.extent))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    figures.image_grid(grid, scale=args.scale).save(args.png)
+    args.gif.write_bytes(figures.traversal_gif(grid, scale=args.scale))
+    print(f"wrote {args.png} and {args.gif} (latents in activity order: {order.tolist()})")
+    return 0
+
+
+def cmd_theory(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core theory", description="The mean-vs-sampled TC theorem (DESIGN 1.1) as a table.")
+    parser.add_argument("--d", type=int, nargs="+", default=[2, 5, 10])
+    parser.add_argument("--s", type=float, default=1.0, help="posterior variance added to every dim")
+    parser.add_argument("--rho", type=float, nargs="+", default=[0.0, 0.5, 0.9, 0.99, 0.999, 0.9999])
+    args = parser.parse_args(argv)
+    from mtc_core import theory
+
+    print(f"posterior variance s = {args.s}\n")
+    print("| d | rho | TC(mean) nats | TC(sampled) nats | bound B(d, s) |")
+    print("|---|---|---|---|---|")
+    try:
+        for d in args.d:
+            bound = theory.sampled_tc_bound(d, args.s)
+            for rho in args.rho:
+                print(f"| {d} | {rho:g} | {theory.mean_tc(d, rho):.4f} | {theory.sampled_tc(d, rho, args.s):.4f} | {bound:.4f} |")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "traverse": cmd_traverse, "theory": cmd_theory}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: python -m mtc_core {{{','.join(COMMANDS)}}} ... (each takes --help)")
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"mtc_core: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except UsageError as e:
+        print(f"mtc_core {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The base VAE: Gaussian encoder q(z|x) = N(mu, diag exp(logvar)), Bernoulli decoder.
+
+Kingma & Welling 2014, "Auto-Encoding Variational Bayes" (https://arxiv.org/abs/1312.6114).
+A variant overrides one hook, `regulariser(out, step) -> (loss, logs)`; the base
+owns encode, reparameterise, decode and the reconstruction term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtc_core.models.architectures import ARCHITECTURES, build_networks
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 10  # number of latent dimensions
+    architecture: str = "conv64"  # conv64 (64x64 images) | mlp (any size)
+    image_shape: tuple[int, int, int] = (1, 64, 64)  # (C, H, W) of the dataset
+    hidden: int = 256  # width of the mlp layers
+
+    def __post_init__(self):
+        # JSON gives lists; the dataclass stores tuples so that configs stay hashable.
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
+        if not 1 <= self.latent_dim <= 512:
+            raise ValueError(f"latent_dim must be in 1..512, got {self.latent_dim}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be positive, got {self.hidden}")
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> VAEConfig:
+        """Build from a dict, refusing unknown keys (a foreign or mistyped config)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+        return cls(**params)
+
+
+def check_at_least(name: str, value: float, low: float = 0.0) -> None:
+    """Hyperparameter guard: a finite number >= low, else ValueError naming it."""
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < low:
+        raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per point and dim: [B, D]."""
+    return 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1)
+
+
+class VAE(nn.Module):
+    """Plain VAE: loss = recon + KL."""
+
+    Config = VAEConfig
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        assert isinstance(config, self.Config), f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}"
+        self.config = config
+        self.encoder, self.decoder = build_networks(config.architecture, config.image_shape, config.latent_dim, config.hidden)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, H, W] -> mu, logvar [B, D]."""
+        assert x.shape[1:] == self.config.image_shape, f"expected images {self.config.image_shape}, got {tuple(x.shape[1:])}"
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    @staticmethod
+    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, D] -> Bernoulli logits [B, C, H, W]."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = self.reparameterise(mu, logvar)
+        return {"mu": mu, "logvar": logvar, "z": z, "logits": self.decode(z)}
+
+    def reconstruction(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Bernoulli negative log-likelihood, summed over pixels, averaged over the batch (nats)."""
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+
+    def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
+        return kl, {"kl": kl.item()}
+
+    def loss(self, x: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        """Returns (loss, logs, forward outputs) for a batch x [B, C, H, W] in [0, 1]."""
+        out = self(x)
+        recon = self.reconstruction(x, out["logits"])
+        reg, logs = self.regulariser(out, step)
+        loss = recon + reg
+        return loss, {"loss": loss.item(), "recon": recon.item(), **logs}, out
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the main optimiser (a variant with its own auxiliary nets excludes them)."""
+        return list(self.parameters())
+
+    def auxiliary_step(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Hook run after the main optimiser step (FactorVAE trains its discriminator here)."""
+        return {}

@@ -1,0 +1,285 @@
+"""The trainer shared by the CLI, the app and the sweeps.
+
+It knows nothing about a model beyond the base VAE's hooks, and nothing about
+who watches: a tqdm bar and a Streamlit progress bar are both `Callback`s.
+Each run lives in a run directory (mtc_core.io); checkpoints are atomic, a NaN
+or inf loss stops the run and keeps the last good checkpoint, a cancel stops it
+and keeps the current weights, and `resume=True` continues an interrupted run
+exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from mtc_core import io
+from mtc_core.data import GroundTruthDataset, make_dataset
+from mtc_core.estimators import mean_tc_gaussian, tc_mss
+from mtc_core.models import VAE, build_model, model_class
+from mtc_core.models.base import gaussian_kl
+
+TRAINER_STATE = "trainer_state"  # .safetensors (optimiser moments, torch RNG) + .json (step, numpy RNG)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "beta_tcvae"  # registry key in mtc_core.models.MODELS
+    model_params: dict = field(default_factory=dict)  # fields of the model's config; the rest default
+    dataset: dict = field(default_factory=lambda: {"name": "toy"})  # spec for mtc_core.data.make_dataset
+    steps: int = 2000  # optimiser steps
+    batch_size: int = 64  # images per step
+    lr: float = 1e-4  # Adam learning rate (disentanglement_lib: 1e-4)
+    seed: int = 0  # seeds data sampling, initialisation and noise
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    eval_every: int = 100  # steps between history records
+    eval_size: int = 512  # held-out images for each history record
+    checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def __post_init__(self):
+        model_class(self.model)  # unknown key -> ValueError naming the known ones
+        limits = {"steps": (1, 10_000_000), "batch_size": (3, 65_536), "eval_every": (1, 10_000_000),
+                  "eval_size": (3, 100_000), "checkpoint_every": (0, 10_000_000), "num_threads": (0, 1024), "seed": (0, 2**32 - 1)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or not 0 < self.lr <= 1:
+            raise ValueError(f"lr must be a number in (0, 1], got {self.lr!r}")
+        resolve_device(self.device)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(names)}")
+        return cls(**params)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU. An unavailable CUDA request is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
+
+
+def resolved_model_params(config: TrainConfig, dataset: GroundTruthDataset) -> dict[str, Any]:
+    """The model's config fields, completed from the dataset (image shape, size, architecture)."""
+    fields = {f.name for f in dataclasses.fields(model_class(config.model).Config)}
+    params = dict(config.model_params)
+    params.setdefault("image_shape", list(dataset.image_shape))
+    params.setdefault("architecture", "conv64" if tuple(dataset.image_shape[1:]) == (64, 64) else "mlp")
+    if "dataset_size" in fields:
+        params.setdefault("dataset_size", len(dataset))
+    return params
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need. Return values are ignored."""
+
+    def on_start(self, *, run_dir: Path, config: TrainConfig, start_step: int) -> None: ...
+
+    def on_step(self, *, step: int, logs: dict[str, float]) -> None: ...
+
+    def on_eval(self, *, step: int, record: dict[str, Any]) -> None: ...
+
+    def on_end(self, *, status: str, message: str, step: int, run_dir: Path) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # complete | cancelled | diverged
+    message: str
+    step: int  # steps completed
+    history: list[dict]
+    model: VAE
+
+
+@torch.no_grad()
+def eval_record(model: VAE, x: torch.Tensor, dataset_size: int) -> dict[str, Any]:
+    """Loss terms and the two TCs on a held-out batch: what history.jsonl records."""
+    was_training = model.training
+    model.eval()
+    mu, logvar = model.encode(x)
+    z = model.reparameterise(mu, logvar)
+    recon = model.reconstruction(x, model.decode(z)).item()
+    kl_per_dim = gaussian_kl(mu, logvar).mean(0)
+    model.train(was_training)
+    return {
+        "recon": recon,
+        "kl": kl_per_dim.sum().item(),
+        "elbo": -(recon + kl_per_dim.sum().item()),
+        "kl_per_dim": kl_per_dim.tolist(),
+        "tc_sampled": tc_mss(z, mu, logvar, max(dataset_size, x.shape[0])).item(),  # minibatch (MSS) on sampled codes
+        "tc_mean": mean_tc_gaussian(mu, ridge=1e-8).item(),  # Gaussian TC of the batch of mean codes
+        "active_dims": int((mu.var(0) > 0.01).sum().item()),  # Var_x(mu_j) > 0.01 (Burda et al. 2016)
+    }
+
+
+def _optimizers(model: VAE, main: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
+    return [main, *([model.disc_optimizer] if hasattr(model, "disc_optimizer") else [])]
+
+
+def _save_trainer_state(run_dir: Path, step: int, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator) -> None:
+    tensors, groups = {"torch_rng": torch.get_rng_state()}, []
+    for k, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        groups.append(sd["param_groups"])
+        for idx, state in sd["state"].items():
+            for key, value in state.items():
+                tensors[f"{k}.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tmp = run_dir / f".{TRAINER_STATE}.safetensors.tmp"
+    save_file(tensors, tmp)
+    tmp.replace(run_dir / f"{TRAINER_STATE}.safetensors")
+    io.write_json(run_dir / f"{TRAINER_STATE}.json", {"step": step, "param_groups": groups, "numpy_rng": rng.bit_generator.state})
+
+
+def _load_trainer_state(run_dir: Path, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator, device) -> int:
+    meta = io.read_json(run_dir / f"{TRAINER_STATE}.json")
+    tensors = load_file(run_dir / f"{TRAINER_STATE}.safetensors")
+    for k, opt in enumerate(optimizers):
+        state: dict[int, dict] = {}
+        for name, value in tensors.items():
+            if name.startswith(f"{k}."):
+                _, idx, key = name.split(".", 2)
+                state.setdefault(int(idx), {})[key] = value if key == "step" else value.to(device)
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][k]})
+    torch.set_rng_state(tensors["torch_rng"])
+    rng.bit_generator.state = meta["numpy_rng"]
+    return int(meta["step"])
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback, ...] | list[Callback] = (),
+          cancel: threading.Event | None = None, command: str = "", resume: bool = False) -> TrainResult:
+    """Train `config` into `run_dir`. With resume=True an unfinished run there continues from its last checkpoint."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    dataset = make_dataset(config.dataset)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    eval_rng = np.random.default_rng([config.seed, 1])  # held-out batch, independent of the training stream
+    x_eval = torch.from_numpy(dataset.render(dataset.sample_factors(config.eval_size, eval_rng))).to(device)
+
+    params = resolved_model_params(config, dataset)
+    model = build_model(config.model, params).to(device)
+    optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
+    optimizers = _optimizers(model, optimizer)
+    run_config = {
+        "model": {"name": config.model},
+        "train": dataclasses.asdict(config),
+        "dataset": dataset.spec(),
+        "command": command,
+        "device": str(device),
+    }
+
+    start, history = 0, []
+    if resume and (run_dir / f"{TRAINER_STATE}.json").is_file():
+        loaded, _ = io.load_run(run_dir, device)
+        model.load_state_dict(loaded.state_dict())
+        start = _load_trainer_state(run_dir, optimizers, rng, device)
+        history = [r for r in io.read_history(run_dir) if r["step"] <= start]
+
+    def checkpoint(step: int, status: str, message: str = "", weights: bool = True) -> None:
+        if weights:
+            io.save_weights(model, run_dir / io.WEIGHTS)
+            _save_trainer_state(run_dir, step, optimizers, rng)
+        io.write_history(run_dir, history)
+        cfg = {**run_config, "model": {"name": config.model, "params": io.model_params(model)}, "status": status,
+               "message": message, "step": step, "format_version": io.FORMAT_VERSION, "versions": io.package_versions()}
+        io.write_json(run_dir / io.CONFIG, cfg)
+
+    for cb in callbacks:
+        cb.on_start(run_dir=run_dir, config=config, start_step=start)
+    if start == 0:
+        checkpoint(0, "running")
+    status, message, last_good, step = "complete", "", start, start
+    t0 = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        x = torch.from_numpy(dataset.render(dataset.sample_factors(config.batch_size, rng))).to(device)
+        loss, logs, out = model.loss(x, step)
+        if not math.isfinite(loss.item()):
+            status, message = "diverged", f"loss became {loss.item()} at step {step}; kept the checkpoint of step {last_good}"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        logs.update(model.auxiliary_step(out))
+        step += 1
+        for cb in callbacks:
+            cb.on_step(step=step, logs=logs)
+        if step % config.eval_every == 0 or step == config.steps:
+            record = {"step": step, "train_loss": logs["loss"], **eval_record(model, x_eval, len(dataset))}
+            history.append(record)
+            for cb in callbacks:
+                cb.on_eval(step=step, record=record)
+        if cancel is not None and cancel.is_set():
+            status, message = "cancelled", f"cancelled at step {step}"
+            break
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            checkpoint(step, "running")
+            last_good = step
+
+    elapsed = time.perf_counter() - t0
+    if status == "diverged":
+        checkpoint(last_good, status, message, weights=False)
+        final_step = last_good
+    else:
+        checkpoint(step, status, message)
+        final_step = step
+    metrics_path = run_dir / io.METRICS
+    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics["training"] = {"steps_per_s": (step - start) / elapsed if elapsed > 0 else None, "device": str(device)}
+    io.write_json(metrics_path, io.json_safe(metrics))
+    for cb in callbacks:
+        cb.on_end(status=status, message=message, step=final_step, run_dir=run_dir)
+    if status == "diverged":
+        model, _ = io.load_run(run_dir, device)
+    return TrainResult(run_dir=run_dir, status=status, message=message, step=final_step, history=history, model=model)
+
+
+class TqdmCallback(Callback):
+    """A terminal progress bar for the CLI."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="step")
+
+    def on_start(self, *, run_dir, config, start_step):
+        self.bar.update(start_step)
+
+    def on_step(self, *, step, logs):
+        self.bar.update(1)
+        if step % 10 == 0:
+            self.bar.set_postfix(loss=f"{logs['loss']:.1f}")
+
+    def on_eval(self, *, step, record):
+        self.bar.write(f"step {step}: recon {record['recon']:.2f} kl {record['kl']:.2f} "
+                       f"tc_sampled {record['tc_sampled']:.3f} tc_mean {record['tc_mean']:.3f} active {record['active_dims']}")
+
+    def on_end(self, *, status, message, step, run_dir):
+        self.bar.close()

@@ -1,0 +1,103 @@
+import threading
+
+import pytest
+import torch
+
+from mtc_core import io
+from mtc_core.models.base import VAE
+from mtc_core.train import Callback, TrainConfig, resolve_device, train
+
+
+def test_same_seed_same_history(tmp_path, tiny_config):
+    a = train(tiny_config(model="beta_tcvae"), tmp_path / "a")
+    b = train(tiny_config(model="beta_tcvae"), tmp_path / "b")
+    assert a.status == b.status == "complete"
+    assert len(a.history) == 2
+    assert io.read_history(tmp_path / "a") == io.read_history(tmp_path / "b")
+    c = train(tiny_config(model="beta_tcvae", seed=1), tmp_path / "c")
+    assert io.read_history(tmp_path / "c") != io.read_history(tmp_path / "a")
+
+
+def test_history_records_the_documented_fields(tiny_run):
+    record = io.read_history(tiny_run)[-1]
+    for key in ("step", "train_loss", "recon", "kl", "tc_sampled", "tc_mean", "active_dims", "kl_per_dim"):
+        assert key in record
+    assert record["step"] == 30 and len(record["kl_per_dim"]) == 4
+    config = io.read_json(tiny_run / io.CONFIG)
+    assert config["status"] == "complete" and config["command"] == "pytest fixture"
+    assert config["dataset"]["name"] == "toy"
+
+
+def test_cancel_keeps_a_loadable_checkpoint(tmp_path, tiny_config):
+    cancel = threading.Event()
+
+    class CancelAt7(Callback):
+        def on_step(self, *, step, logs):
+            if step == 7:
+                cancel.set()
+
+    result = train(tiny_config(), tmp_path / "run", callbacks=[CancelAt7()], cancel=cancel)
+    assert result.status == "cancelled" and result.step == 7
+    model, config = io.load_run(tmp_path / "run")
+    assert config["status"] == "cancelled" and config["step"] == 7
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, result.model.state_dict()[name])
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, tiny_config):
+    original = VAE.reconstruction
+    calls = {"n": 0}
+
+    def poisoned(self, x, logits):
+        calls["n"] += 1
+        value = original(self, x, logits)
+        return value * float("nan") if self.training and calls["n"] > 14 else value
+
+    monkeypatch.setattr(VAE, "reconstruction", poisoned)
+    result = train(tiny_config(checkpoint_every=5), tmp_path / "run")
+    assert result.status == "diverged"
+    assert "nan" in result.message and "step 10" in result.message
+    model, config = io.load_run(tmp_path / "run")
+    assert config["status"] == "diverged" and config["step"] == 10
+    for t in model.state_dict().values():
+        assert torch.isfinite(t).all()
+
+
+def test_resume_continues_exactly(tmp_path, tiny_config):
+    full = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "full")
+    cancel = threading.Event()
+
+    class StopAt10(Callback):
+        def on_step(self, *, step, logs):
+            if step == 10:
+                cancel.set()
+
+    part = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "part",
+                 callbacks=[StopAt10()], cancel=cancel)
+    assert part.status == "cancelled"
+    resumed = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "part", resume=True)
+    assert resumed.status == "complete" and resumed.step == 20
+    assert io.read_history(tmp_path / "part") == io.read_history(tmp_path / "full")
+    for name, t in resumed.model.state_dict().items():
+        assert torch.equal(t, full.model.state_dict()[name]), name
+
+
+def test_device_auto_picks_cpu_without_cuda():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("bad, match", [({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"), ({"batch_size": 2}, "batch_size"),
+                                        ({"model": "nope"}, "unknown model"), ({"device": "tpu"}, "device"),
+                                        ({"steps": 1.5}, "steps")])
+def test_bad_train_config_raises(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_train_config_from_dict_refuses_unknown():
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({"bogus": 1})
