@@ -14,7 +14,7 @@ def test_same_seed_same_history(tmp_path, tiny_config):
     assert a.status == b.status == "complete"
     assert len(a.history) == 2
     assert io.read_history(tmp_path / "a") == io.read_history(tmp_path / "b")
-    c = train(tiny_config(model="beta_tcvae", seed=1), tmp_path / "c")
+    train(tiny_config(model="beta_tcvae", seed=1), tmp_path / "c")
     assert io.read_history(tmp_path / "c") != io.read_history(tmp_path / "a")
 
 

@@ -1,0 +1,305 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from scipy.special import logsumexp
+
+from mtc_core.estimators import (
+    drop_constant_dims,
+    gaussian_tc,
+    gaussian_wasserstein_correlation,
+    mean_tc_gaussian,
+    mean_tc_kde,
+    sampled_cov,
+    tc_dataset,
+    tc_knn,
+    tc_mss,
+    tc_mws,
+)
+from mtc_core.theory import equicorrelated_cov
+
+
+def random_corr(rng, d, strength=3.0):
+    """A random correlation matrix; smaller `strength` means stronger dependence."""
+    a = rng.standard_normal((d, d))
+    cov = a @ a.T + strength * np.eye(d)
+    s = np.sqrt(np.diag(cov))
+    return cov / np.outer(s, s)
+
+
+def gaussian_sample(rng, cov, n):
+    return rng.standard_normal((n, len(cov))) @ np.linalg.cholesky(cov).T
+
+
+# ------------------------------------------------------------------ gaussian_tc, Wasserstein, sampled_cov
+
+
+def test_gaussian_tc_is_minus_half_log_det_corr_and_scale_invariant(rng):
+    for d in (2, 4, 7):
+        a = rng.standard_normal((d, d))
+        cov = a @ a.T + 0.1 * np.eye(d)
+        s = np.sqrt(np.diag(cov))
+        expected = -0.5 * np.log(np.linalg.det(cov / np.outer(s, s)))
+        assert gaussian_tc(cov) == pytest.approx(expected, abs=1e-10)
+        scale = np.diag(rng.uniform(0.01, 100, d))
+        assert gaussian_tc(scale @ cov @ scale) == pytest.approx(expected, abs=1e-10)
+    assert gaussian_tc(np.diag([0.5, 3.0, 1e-8])) == 0.0
+    assert gaussian_tc([[2.0]]) == 0.0
+    assert gaussian_tc(np.ones((2, 2))) == math.inf  # an exact copy has infinite TC
+
+
+def test_gaussian_tc_rejects_bad_covariances():
+    with pytest.raises(ValueError, match="dimension 2 has zero variance"):
+        gaussian_tc(np.diag([1.0, 2.0, 0.0]))
+    for bad, message in [
+        (np.ones((2, 3)), "square"),
+        (np.array([[1.0, np.nan], [np.nan, 1.0]]), "NaN"),
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
+        (np.array([[1.0, 0.5], [0.1, 1.0]]), "symmetric"),
+        (np.zeros((0, 0)), "square"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            gaussian_tc(bad)
+
+
+def test_drop_constant_dims_reports_indices(rng):
+    codes = rng.standard_normal((50, 4))
+    codes[:, 1] = 3.0
+    codes[:, 3] = 0.0
+    kept, dropped = drop_constant_dims(codes)
+    assert dropped == [1, 3]
+    np.testing.assert_array_equal(kept, codes[:, [0, 2]])
+    with pytest.raises(ValueError, match="dimension 1 has zero variance"):
+        gaussian_tc(np.cov(codes, rowvar=False))
+    assert gaussian_tc(np.cov(kept, rowvar=False)) == pytest.approx(gaussian_tc(np.cov(codes[:, [0, 2]], rowvar=False)))
+
+
+def test_wasserstein_correlation_matches_the_symmetric_form(rng):
+    # W2^2(N(0, C), N(0, D)) = tr C + tr D - 2 tr (D^1/2 C D^1/2)^1/2 with D = diag C; disentanglement_lib's
+    # non-symmetric sqrtm(C * diag(C)[:, None]) = sqrtm(D C) has the same trace.
+    a = rng.standard_normal((4, 4))
+    cov = a @ a.T + 0.5 * np.eye(4)
+    half = np.diag(np.sqrt(np.diag(cov)))
+    expected = 2 * np.trace(cov) - 2 * np.sqrt(np.linalg.eigvalsh(half @ cov @ half)).sum()
+    assert gaussian_wasserstein_correlation(cov) == pytest.approx(expected, rel=1e-8)
+    peer = 2 * np.trace(cov) - 2 * np.trace(scipy.linalg.sqrtm(cov * np.expand_dims(np.diag(cov), axis=1))).real
+    assert gaussian_wasserstein_correlation(cov, normalize=True) == pytest.approx(peer / np.trace(cov), rel=1e-10)
+    assert gaussian_wasserstein_correlation(np.diag([1.0, 4.0])) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="zero trace"):
+        gaussian_wasserstein_correlation(np.zeros((2, 2)), normalize=True)
+    with pytest.raises(ValueError, match="NaN"):
+        gaussian_wasserstein_correlation(np.full((2, 2), np.inf))
+
+
+def test_sampled_cov_is_the_law_of_total_covariance(rng):
+    mu = gaussian_sample(rng, equicorrelated_cov(3, 0.6), 20_000)
+    logvar = rng.normal(-1.0, 0.5, mu.shape)
+    cov = sampled_cov(mu, logvar)
+    np.testing.assert_allclose(cov, np.cov(mu, rowvar=False) + np.diag(np.exp(logvar).mean(0)), rtol=1e-12)
+    z = mu + np.exp(logvar / 2) * rng.standard_normal(mu.shape)
+    np.testing.assert_allclose(cov, np.cov(z, rowvar=False), atol=0.03)
+    with pytest.raises(ValueError, match="same shape"):
+        sampled_cov(mu, logvar[:, :2])
+    with pytest.raises(ValueError, match="at least 2 points"):
+        sampled_cov(mu[:1], logvar[:1])
+
+
+# ------------------------------------------------------------------ minibatch estimators (torch)
+
+
+def peer_total_correlation(z, mu, logvar):
+    """disentanglement_lib methods/unsupervised/vae.py `total_correlation`, in numpy."""
+    log_qz_prob = -0.5 * (np.log(2 * np.pi) + logvar[None] + (z[:, None] - mu[None]) ** 2 * np.exp(-logvar[None]))
+    log_qz_product = logsumexp(log_qz_prob, axis=1).sum(1)
+    log_qz = logsumexp(log_qz_prob.sum(2), axis=1)
+    return np.mean(log_qz - log_qz_product)
+
+
+def test_mws_is_disentanglement_lib_plus_the_dropped_constant(rng):
+    b, d = 64, 4
+    mu, logvar = rng.standard_normal((b, d)), rng.normal(-1, 0.3, (b, d))
+    z = mu + np.exp(logvar / 2) * rng.standard_normal((b, d))
+    got = tc_mws(*(torch.tensor(v) for v in (z, mu, logvar)), dataset_size=10_000).item()
+    assert got == pytest.approx(peer_total_correlation(z, mu, logvar) + (d - 1) * math.log(b), abs=1e-10)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_minibatch_estimators_match_the_closed_form(rng, rho):
+    # Means ~ N(0, R_rho) and a constant posterior variance s: the aggregate posterior is N(0, R_rho + s I)
+    # exactly, so its TC is Gaussian. With B = N = 2000 both estimators reduce (almost) to the batch
+    # mixture, a kernel estimate with bandwidth sqrt(s) that counts each point's own kernel: measured bias
+    # +0.012, sd 0.007 over seeds (D = 3, s = 0.25), so 0.04 is bias + 4 sd. Chen et al.'s 1 / (N B) MWS
+    # weights would be off by (D - 1) log N = 15 nats here.
+    d, s, b = 3, 0.25, 2000
+    expected = gaussian_tc(equicorrelated_cov(d, rho) + s * np.eye(d))
+    mu = gaussian_sample(rng, equicorrelated_cov(d, rho), b)
+    logvar = np.full_like(mu, math.log(s))
+    z = mu + math.sqrt(s) * rng.standard_normal(mu.shape)
+    tensors = [torch.tensor(v) for v in (z, mu, logvar)]
+    assert tc_mws(*tensors, dataset_size=b).item() == pytest.approx(expected, abs=0.04)
+    assert tc_mss(*tensors, dataset_size=b).item() == pytest.approx(expected, abs=0.04)
+
+
+def test_mss_weights_put_one_over_n_on_the_diagonal():
+    # One point far from the rest: q(z_0) is then its own kernel times the diagonal weight 1/N.
+    b, n = 5, 1000
+    mu = torch.zeros(b, 1, dtype=torch.float64)
+    mu[0] = 1e3
+    logvar = torch.zeros_like(mu)
+    from mtc_core.estimators import minibatch_log_densities
+
+    dens = minibatch_log_densities(mu.clone(), mu, logvar, n, "mss")
+    own = -0.5 * math.log(2 * math.pi)
+    assert dens["log_qz"][0].item() == pytest.approx(own - math.log(n), abs=1e-9)
+
+
+def test_minibatch_estimators_reject_bad_shapes():
+    z = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="shape"):
+        tc_mws(z, torch.zeros(4, 3), z, 10)
+    with pytest.raises(ValueError, match="dataset_size"):
+        tc_mss(z, z, z, 3)
+    with pytest.raises(ValueError, match="at least 3"):
+        tc_mss(z[:2], z[:2], z[:2], 10)
+
+
+def test_mean_tc_gaussian_known_values_and_ridge(rng):
+    indep = torch.tensor(rng.standard_normal((2000, 4)))
+    assert abs(mean_tc_gaussian(indep).item()) < 0.01  # E ~ D(D - 1) / (4 B) = 0.0015
+    values = []
+    for rho in (0.2, 0.5, 0.8):
+        mu = gaussian_sample(rng, equicorrelated_cov(4, rho), 2000)
+        values.append(mean_tc_gaussian(torch.tensor(mu)).item())
+        corr = np.corrcoef(mu, rowvar=False)
+        # the ridge changes -1/2 log det by at most D ridge / (2 lambda_min)
+        tol = 4 * 1e-4 / (2 * np.linalg.eigvalsh(corr).min())
+        assert values[-1] == pytest.approx(gaussian_tc(corr), abs=tol)
+    assert values[0] < values[1] < values[2]
+
+
+def test_mean_tc_gaussian_gradient_with_a_nearly_constant_dim(rng):
+    mu = gaussian_sample(rng, equicorrelated_cov(3, 0.5), 256)
+    mu[:, 2] = 1e-6 * mu[:, 0] + 1e-7 * rng.standard_normal(256)  # passive latent: a tiny scaled copy
+    x = torch.tensor(mu, dtype=torch.float32, requires_grad=True)
+    tc = mean_tc_gaussian(x)
+    tc.backward()
+    assert math.isfinite(tc.item()) and tc.item() > 1.0  # scale-invariant: the copy counts at full weight
+    assert torch.isfinite(x.grad).all()
+
+
+def test_mean_tc_kde_independent_vs_correlated(rng):
+    indep = mean_tc_kde(torch.tensor(rng.standard_normal((500, 3)))).item()
+    corr = mean_tc_kde(torch.tensor(gaussian_sample(rng, equicorrelated_cov(3, 0.8), 500))).item()
+    assert abs(indep) < 0.05 and corr > 0.5
+
+
+# ------------------------------------------------------------------ tc_dataset
+
+
+def test_tc_dataset_matches_the_closed_form(rng):
+    d, rho, s = 3, 0.6, 0.25
+    mu = gaussian_sample(rng, equicorrelated_cov(d, rho), 3000)
+    logvar = np.full_like(mu, math.log(s))
+    expected = gaussian_tc(equicorrelated_cov(d, rho) + s * np.eye(d))
+    got = tc_dataset(mu, logvar, num_samples=4000, rng=0)
+    assert got == pytest.approx(expected, abs=0.04)  # same kernel-estimate bias as the minibatch test
+    # chunking and tensors change nothing but speed
+    assert tc_dataset(mu, logvar, num_samples=500, rng=1, chunk_size=7) == pytest.approx(
+        tc_dataset(torch.tensor(mu), torch.tensor(logvar), num_samples=500, rng=1), abs=1e-10
+    )
+    indep = rng.standard_normal((3000, d))
+    assert abs(tc_dataset(indep, logvar, num_samples=4000, rng=0)) < 0.03
+
+
+def test_tc_dataset_rejects_bad_input(rng):
+    mu = rng.standard_normal((10, 2))
+    with pytest.raises(ValueError, match="same shape"):
+        tc_dataset(mu, mu[:5])
+    with pytest.raises(ValueError, match="NaN"):
+        tc_dataset(np.where(mu > 1, np.nan, mu), mu)
+    with pytest.raises(ValueError, match="num_samples"):
+        tc_dataset(mu, mu, num_samples=0)
+    with pytest.raises(ValueError, match="D = 0"):
+        tc_dataset(mu[:, :0], mu[:, :0])
+
+
+# ------------------------------------------------------------------ tc_knn
+
+KNN_CASES = {
+    "d2_rho0.8": lambda rng: np.array([[1.0, 0.8], [0.8, 1.0]]),
+    "d5_equi0.5": lambda rng: equicorrelated_cov(5, 0.5),
+    "d10_random": lambda rng: random_corr(rng, 10),
+}
+
+
+@pytest.mark.parametrize("case", list(KNN_CASES))
+def test_tc_knn_within_005_nats_of_the_closed_form(case):
+    rng = np.random.default_rng(7)
+    cov = KNN_CASES[case](rng)
+    x = gaussian_sample(rng, cov, 10_000)
+    assert tc_knn(x) == pytest.approx(gaussian_tc(cov), abs=0.05)
+
+
+def test_tc_knn_invariant_to_monotone_maps_and_needs_its_correction():
+    rng = np.random.default_rng(3)
+    cov = random_corr(rng, 10)
+    g = gaussian_sample(rng, cov, 10_000)
+    warped = np.column_stack([g[:, :5] ** 3, np.exp(g[:, 5:])])  # same copula, same TC
+    assert tc_knn(warped) == pytest.approx(gaussian_tc(cov), abs=0.05)
+    # plain KSG underestimates strong 10-D dependence; the Gaussian reference removes that bias
+    assert gaussian_tc(cov) - tc_knn(g, references=0) > 0.05
+
+
+def test_tc_knn_sees_nonlinear_dependence_that_gaussian_tc_misses(rng):
+    x = rng.standard_normal(10_000)
+    codes = np.column_stack([x, x**2 + 0.1 * rng.standard_normal(10_000)])
+    assert abs(gaussian_tc(np.cov(codes, rowvar=False))) < 0.01
+    assert tc_knn(codes) > 1.0
+
+
+def test_tc_knn_independent_duplicates_and_constant_dims(rng):
+    indep = rng.uniform(size=(5000, 4))
+    assert abs(tc_knn(indep)) < 0.03
+    cov = equicorrelated_cov(3, 0.5)
+    x = gaussian_sample(rng, cov, 5000)
+    clean = tc_knn(x)
+    messy = np.vstack([x, x[:500]])  # 10 % duplicated points
+    messy = np.column_stack([messy, np.full(len(messy), 2.0)])  # and a constant latent
+    got = tc_knn(messy)
+    assert math.isfinite(got) and got == pytest.approx(clean, abs=0.1)
+    discrete = rng.integers(0, 3, size=(3000, 3)).astype(float)  # nothing but ties
+    assert abs(tc_knn(discrete)) < 0.03
+    assert tc_knn(np.column_stack([x[:, 0], np.ones(5000)])) == 0.0
+    assert tc_knn(x, rng=1) != tc_knn(x, rng=2) and tc_knn(x) == tc_knn(x)  # seeded, reproducible
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((10, 2), np.nan), "NaN"),
+        (np.ones((1, 2)), "at least 2 points"),
+        (np.ones((10, 0)), "D = 0"),
+        (np.ones(10), "2-D"),
+    ],
+)
+def test_numpy_estimators_reject_bad_points(bad, message):
+    with pytest.raises(ValueError, match=message):
+        tc_knn(bad)
+    with pytest.raises(ValueError, match=message):
+        drop_constant_dims(bad)
+
+
+def test_tc_knn_rejects_bad_k(rng):
+    with pytest.raises(ValueError, match="k must be"):
+        tc_knn(rng.standard_normal((5, 2)), k=4)
+
+
+def test_results_are_plain_floats(rng):
+    cov = equicorrelated_cov(3, 0.3)
+    x = gaussian_sample(rng, cov, 500)
+    values = [gaussian_tc(cov), gaussian_wasserstein_correlation(cov), tc_knn(x), tc_dataset(x, x * 0 - 2, num_samples=50, rng=0)]
+    assert all(type(v) is float for v in values)
+    json.dumps(values)
