@@ -1,0 +1,33 @@
+"""Ground-truth datasets: a factor grid, `sample_factors(n, rng)`, `render(factors)`, index <-> factors.
+
+`make_dataset(spec)` rebuilds a dataset from the JSON spec stored with a run.
+"""
+
+import inspect
+
+from mtc_core.data.base import GroundTruthDataset
+from mtc_core.data.dsprites_file import DSpritesFile
+from mtc_core.data.shapes2d import Shapes2D
+from mtc_core.data.toy import Toy
+
+DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy}
+
+__all__ = ["DATASETS", "DSpritesFile", "GroundTruthDataset", "Shapes2D", "Toy", "make_dataset"]
+
+
+def make_dataset(spec: dict | str) -> GroundTruthDataset:
+    """A dataset from {"name": ..., **constructor kwargs} or just its name; ValueError naming what is wrong."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"a dataset spec is a name or a dict with a 'name' key, got {spec!r}")
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    cls = DATASETS[name]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"bad arguments for dataset {name!r}: {error}; accepted: {inspect.signature(cls)}") from error
+    return cls(**kwargs)
