@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from mtc_core.data import DATASETS, DSpritesFile, GroundTruthDataset, Shapes2D, Toy, make_dataset
+from mtc_core.data import DATASETS, DSpritesFile, GroundTruthDataset, Shapes2D, Squares, Toy, make_dataset
 from mtc_core.data.shapes2d import ORIENTATIONS, position_pixels, sprite_table
 
 TINY_SIZES = (3, 2, 2, 4, 4)  # shape, scale, orientation, posX, posY of the tiny dSprites-format file
@@ -40,7 +40,7 @@ def tiny_file(tmp_path):
 # ---- shared behaviour
 
 
-@pytest.mark.parametrize("dataset", [Shapes2D(), Toy()], ids=["shapes2d", "toy"])
+@pytest.mark.parametrize("dataset", [Shapes2D(), Toy(), Squares()], ids=["shapes2d", "toy", "squares"])
 def test_render_deterministic_binary_float32(dataset):
     factors = dataset.sample_factors(50, np.random.default_rng(0))
     images = dataset.render(factors)
@@ -50,7 +50,7 @@ def test_render_deterministic_binary_float32(dataset):
     assert (images.sum(axis=(1, 2, 3)) > 0).all()
 
 
-@pytest.mark.parametrize("dataset", [Shapes2D(), Toy()], ids=["shapes2d", "toy"])
+@pytest.mark.parametrize("dataset", [Shapes2D(), Toy(), Squares()], ids=["shapes2d", "toy", "squares"])
 def test_sampling_is_seeded_and_uniform(dataset):
     a_images, a_factors = dataset.sample(20, np.random.default_rng(7))
     b_images, b_factors = dataset.sample(20, np.random.default_rng(7))
@@ -67,7 +67,7 @@ def test_sampling_is_seeded_and_uniform(dataset):
         dataset.sample_factors(-1, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("dataset", [Shapes2D(), Toy()], ids=["shapes2d", "toy"])
+@pytest.mark.parametrize("dataset", [Shapes2D(), Toy(), Squares()], ids=["shapes2d", "toy", "squares"])
 def test_index_factor_round_trip(dataset):
     rng = np.random.default_rng(1)
     index = np.concatenate([[0, len(dataset) - 1], rng.integers(0, len(dataset), 500)])
@@ -177,28 +177,58 @@ def test_describe_names_factors_and_sizes(shapes):
     assert "shape (3)" in text and "posY (32)" in text and "737,280" in text and "64x64" in text
 
 
-# ---- Toy
+# ---- Squares
 
 
-def test_toy_grid_and_single_factor_changes():
-    toy = Toy()
-    assert toy.factor_names == ("posX", "posY", "scale") and toy.factor_sizes == (16, 16, 4)
-    assert toy.image_shape == (1, 32, 32) and len(toy) == 1024
-    images = toy.render(toy.index_to_factors(np.arange(len(toy)))).reshape(16, 16, 4, -1)
+def test_squares_grid_and_single_factor_changes():
+    squares = Squares()
+    assert squares.factor_names == ("posX", "posY", "scale") and squares.factor_sizes == (16, 16, 4)
+    assert squares.image_shape == (1, 32, 32) and len(squares) == 1024
+    images = squares.render(squares.index_to_factors(np.arange(len(squares)))).reshape(16, 16, 4, -1)
     area = images.sum(-1)
     np.testing.assert_array_equal(area[0, 0], [16, 36, 64, 100])  # sides 4, 6, 8, 10
     assert (area == area[0, 0]).all()  # never clipped
     for axis in range(3):  # every step of one factor changes the image
         assert (np.diff(images, axis=axis) != 0).any(-1).all()
-    assert len(np.unique(images.reshape(len(toy), -1), axis=0)) == len(toy)
+    assert len(np.unique(images.reshape(len(squares), -1), axis=0)) == len(squares)
 
 
-def test_toy_kwargs_and_errors():
-    small = Toy(size=16, num_positions=8, num_scales=3)
+def test_squares_kwargs_and_errors():
+    small = Squares(size=16, num_positions=8, num_scales=3)
     assert small.factor_sizes == (8, 8, 3) and small.image_shape == (1, 16, 16)
     assert small.render(corner_factors(small.factor_sizes)).shape == (8, 1, 16, 16)
     with pytest.raises(ValueError, match="positions do not fit"):
-        Toy(size=16, num_positions=16)
+        Squares(size=16, num_positions=16)
+    with pytest.raises(ValueError, match="size must be an integer"):
+        Squares(size=3.5)
+
+
+# ---- Toy
+
+
+def test_toy_grid_and_each_factor_owns_its_band():
+    toy = Toy()
+    assert toy.factor_names == ("left", "right", "bar") and toy.factor_sizes == (12, 12, 12)
+    assert toy.image_shape == (1, 32, 32) and len(toy) == 12**3
+    images = toy.render(toy.index_to_factors(np.arange(len(toy)))).reshape(12, 12, 12, 32, 32)
+    assert len(np.unique(images.reshape(len(toy), -1), axis=0)) == len(toy)
+    for axis, name in enumerate(toy.factor_names):
+        changed = np.diff(images, axis=axis) != 0  # [.., 32, 32] where one step of this factor changes a pixel
+        assert changed.any((-1, -2)).all(), f"some step of {name} leaves the image unchanged"
+        start, stop = toy.band(name)
+        columns = changed.any(tuple(range(changed.ndim - 1)))  # which columns ever change
+        np.testing.assert_array_equal(np.flatnonzero(columns), np.arange(start, stop))
+    # square areas are constant, the bar's length grows with its factor
+    np.testing.assert_array_equal(images[:, 0, 0, :, slice(*toy.band("left"))].sum((-1, -2)), 36)
+    bar = images[0, 0, :, :, slice(*toy.band("bar"))].sum((-1, -2))
+    assert (np.diff(bar) > 0).all() and bar[0] == 4 * 4 and bar[-1] == 28 * 4
+
+
+def test_toy_kwargs_and_errors():
+    small = Toy(size=24, levels=6)
+    assert small.factor_sizes == (6, 6, 6) and small.render(corner_factors(small.factor_sizes)).shape == (8, 1, 24, 24)
+    with pytest.raises(ValueError, match="levels do not fit"):
+        Toy(size=24, levels=20)
     with pytest.raises(ValueError, match="size must be an integer"):
         Toy(size=3.5)
 
@@ -288,12 +318,13 @@ def test_dsprites_not_an_npz_raises(tmp_path):
 
 
 def test_make_dataset_round_trips_specs():
-    assert DATASETS == {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy}
-    for dataset in [Shapes2D(), Toy(), Toy(size=16, num_positions=8, num_scales=2)]:
+    assert DATASETS == {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares}
+    for dataset in [Shapes2D(), Toy(), Toy(size=24, levels=6), Squares(), Squares(size=16, num_positions=8, num_scales=2)]:
         rebuilt = make_dataset(json.loads(json.dumps(dataset.spec())))
         assert isinstance(rebuilt, GroundTruthDataset) and rebuilt == dataset and hash(rebuilt) == hash(dataset)
         assert rebuilt.factor_sizes == dataset.factor_sizes
-    assert make_dataset("toy") == Toy() != Toy(size=16, num_positions=8)
+    assert make_dataset("toy") == Toy() != Toy(size=24, levels=6)
+    assert make_dataset("squares") == Squares() != Squares(size=16, num_positions=8)
     assert make_dataset("shapes2d") == Shapes2D()
 
 

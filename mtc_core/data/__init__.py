@@ -8,11 +8,12 @@ import inspect
 from mtc_core.data.base import GroundTruthDataset
 from mtc_core.data.dsprites_file import DSpritesFile
 from mtc_core.data.shapes2d import Shapes2D
+from mtc_core.data.squares import Squares
 from mtc_core.data.toy import Toy
 
-DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy}
+DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares}
 
-__all__ = ["DATASETS", "DSpritesFile", "GroundTruthDataset", "Shapes2D", "Toy", "make_dataset"]
+__all__ = ["DATASETS", "DSpritesFile", "GroundTruthDataset", "Shapes2D", "Squares", "Toy", "make_dataset"]
 
 
 def make_dataset(spec: dict | str) -> GroundTruthDataset:
