@@ -1,11 +1,13 @@
-"""Arrays -> PIL images (and plotly figures), shared by the app and the CLI."""
+"""Arrays -> PIL images and plotly figures, shared by the app and the CLI."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image
+from plotly.subplots import make_subplots
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -44,3 +46,119 @@ def png_bytes(picture: Image.Image) -> bytes:
     buf = io.BytesIO()
     picture.save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- plotly figures (the app's charts)
+
+MEAN_COLOUR, SAMPLED_COLOUR = "#1f77b4", "#d62728"
+
+
+def correlations(codes: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix [D, D] of codes [N, D]; a constant latent gets NaN (no correlation is defined)."""
+    codes = np.asarray(codes, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.corrcoef(codes, rowvar=False).reshape(codes.shape[1], codes.shape[1])
+
+
+def correlation_heatmaps(mean_codes: np.ndarray, sampled_codes: np.ndarray) -> go.Figure:
+    """Correlation matrices of the mean codes and the sampled codes [N, D], side by side on one -1..1 colour scale."""
+    labels = [f"z{j}" for j in range(mean_codes.shape[1])]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean codes mu(x)", "sampled codes z = mu + sigma eps"),
+                        horizontal_spacing=0.08)
+    for col, codes in ((1, mean_codes), (2, sampled_codes)):
+        corr = correlations(codes)
+        fig.add_trace(go.Heatmap(z=corr, x=labels, y=labels, coloraxis="coloraxis", name="corr",
+                                 text=np.round(corr, 2), texttemplate="%{text}" if len(labels) <= 12 else None,
+                                 hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    fig.update_layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -1, "cmax": 1,
+                                 "colorbar": {"title": "corr"}}, height=460, margin={"t": 70, "b": 20})
+    return fig
+
+
+def activity_bars(var_mu: np.ndarray, mean_sigma2: np.ndarray, threshold: float = 0.01) -> go.Figure:
+    """Per latent: Var_x(mu_j) against E_x[sigma_j^2] (log scale); active when Var(mu_j) > threshold (Burda et al. 2016)."""
+    labels = [f"z{j} ({'active' if v > threshold else 'passive'})" for j, v in enumerate(var_mu)]
+    fig = go.Figure([
+        go.Bar(x=labels, y=var_mu, name="Var(mu_j): signal", marker_color=MEAN_COLOUR),
+        go.Bar(x=labels, y=mean_sigma2, name="E[sigma_j^2]: posterior noise", marker_color=SAMPLED_COLOUR),
+    ])
+    fig.add_hline(y=threshold, line_dash="dot", annotation_text=f"active threshold {threshold}")
+    fig.update_layout(barmode="group", yaxis={"type": "log", "title": "variance", "dtick": 1, "exponentformat": "power"},
+                      height=380, margin={"t": 30, "b": 20},
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def latent_pair_scatter(mean_codes: np.ndarray, sampled_codes: np.ndarray, i: int, j: int,
+                        colour: np.ndarray | None = None, colour_name: str = "", max_points: int = 2000) -> go.Figure:
+    """Latent z_i against z_j for the mean and the sampled codes [N, D], optionally coloured by a factor [N]."""
+    n = min(len(mean_codes), max_points)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean codes", "sampled codes"), horizontal_spacing=0.08)
+    marker = {"size": 4, "opacity": 0.6}
+    if colour is not None:
+        marker.update(color=np.asarray(colour)[:n], colorscale="Viridis", showscale=True, colorbar={"title": colour_name})
+    for col, codes, default in ((1, mean_codes, MEAN_COLOUR), (2, sampled_codes, SAMPLED_COLOUR)):
+        fig.add_trace(go.Scattergl(x=codes[:n, i], y=codes[:n, j], mode="markers", showlegend=False,
+                                   marker=marker if colour is not None else {**marker, "color": default}), row=1, col=col)
+        fig.update_xaxes(title_text=f"z{i}", row=1, col=col)
+        fig.update_yaxes(title_text=f"z{j}", row=1, col=col)
+    fig.update_layout(height=420, margin={"t": 70, "b": 20})
+    return fig
+
+
+def theorem_curves(rho: np.ndarray, mean_tc: np.ndarray, sampled_tc: np.ndarray, bound: float, marker_rho: float) -> go.Figure:
+    """TC of the equicorrelated means and of the sampled codes against rho, with the bound B(d, s) (DESIGN 1.1)."""
+    fig = go.Figure([
+        go.Scatter(x=rho, y=mean_tc, name="TC of means", line={"color": MEAN_COLOUR}),
+        go.Scatter(x=rho, y=sampled_tc, name="TC of samples", line={"color": SAMPLED_COLOUR}),
+        go.Scatter(x=rho, y=np.full_like(rho, bound), name="bound B(d, s)", line={"color": "black", "dash": "dash"}),
+    ])
+    fig.add_vline(x=marker_rho, line_dash="dot", line_color="grey")
+    fig.update_layout(xaxis_title="rho (correlation of the means)", yaxis_title="total correlation (nats)",
+                      height=420, margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": 1.1})
+    return fig
+
+
+def mi_heatmaps(panels: dict[str, np.ndarray], factor_names: list[str]) -> go.Figure:
+    """Normalised MI matrices M[k, j] = I(z_j; v_k) / H(v_k), [K, D], one panel per title, on one 0..1 colour scale."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.08)
+    for col, m in enumerate(panels.values(), start=1):
+        m = np.asarray(m, dtype=np.float64)
+        fig.add_trace(go.Heatmap(z=m, x=[f"z{j}" for j in range(m.shape[1])], y=list(factor_names), coloraxis="coloraxis",
+                                 text=np.round(m, 2), texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_layout(coloraxis={"colorscale": "Blues", "cmin": 0, "cmax": 1, "colorbar": {"title": "I / H"}},
+                      height=140 + 45 * len(factor_names), margin={"t": 70, "b": 20})
+    return fig
+
+
+def tc_disparity_scatter(mean_tc: list[float], sampled_tc: list[float], labels: list[str]) -> go.Figure:
+    """Mean TC against sampled TC, one point per model, with the no-disparity diagonal."""
+    finite = [v for v in [*mean_tc, *sampled_tc] if v is not None and np.isfinite(v)]
+    top = max(finite, default=1.0) * 1.1 or 1.0
+    fig = go.Figure([
+        go.Scatter(x=[0, top], y=[0, top], mode="lines", name="no disparity (mean = sampled)",
+                   line={"color": "grey", "dash": "dash"}),
+        go.Scatter(x=sampled_tc, y=mean_tc, mode="markers+text", text=labels, textposition="top center", name="models",
+                   marker={"size": 10, "color": MEAN_COLOUR}),
+    ])
+    fig.update_layout(xaxis_title="TC of sampled codes (nats)", yaxis_title="TC of mean codes (nats)", height=460,
+                      margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": 1.1})
+    return fig
+
+
+def training_curves(history: list[dict]) -> go.Figure:
+    """Loss terms (left) and the TC of the mean vs the sampled codes (right) against the step, from history records."""
+    steps = [r["step"] for r in history]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (nats)", "total correlation (nats)"), horizontal_spacing=0.1)
+    for key, colour in (("train_loss", "black"), ("recon", "#2ca02c"), ("kl", "#9467bd")):
+        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=[r.get("tc_mean") for r in history], name="TC mean (Gaussian)",
+                             line={"color": MEAN_COLOUR}), row=1, col=2)
+    fig.add_trace(go.Scatter(x=steps, y=[r.get("tc_sampled") for r in history], name="TC sampled (minibatch)",
+                             line={"color": SAMPLED_COLOUR}), row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=360, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.25})
+    return fig

@@ -1,0 +1,26 @@
+"""Train: a form for any variant, live progress in a background worker; the run joins the model picker when done."""
+
+import streamlit as st
+
+from mtc_core.models import MODELS
+from ui import runs, train_view, training, widgets
+
+widgets.through_app()
+st.title("Train a model")
+st.caption(f"Runs are saved under `{runs.runs_dir()}`. Training runs in the background: switch pages freely, "
+           "come back here to watch it. The toy dataset shows disentangled traversals after about a minute on a CPU.")
+
+names = list(MODELS)
+model_name = st.selectbox("Model", names, index=names.index("beta_tcvae"), key="train_model")
+if model_name == "rtc_vae":
+    st.caption("RTC-VAE here is our reconstruction of Cheng et al.'s remedy (their exact loss is not available): "
+               "beta-TCVAE plus lambda_t times a TC penalty on the batch of mean codes.")
+
+running, queued = training.server_load()
+if running >= training.MAX_CONCURRENT:
+    st.warning(f"Busy: {running} training(s) running on this server and {queued} queued; a new one waits its turn.")
+
+config = train_view.config_form(model_name)
+if config is not None:
+    train_view.start(config)
+train_view.progress_panel()

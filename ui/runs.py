@@ -1,0 +1,195 @@
+"""Where the app finds models: the shipped zoo and the user's own runs (no streamlit here).
+
+Zoo: `$MTC_ZOO_DIR` (default `<repo>/pretrained`) with an `index.json` listing run
+directories relative to it, either `{"runs": [...]}` or a plain list; an entry is a
+path string or an object with "path" and an optional "label". Without an index the
+zoo directory's run directories are listed. User runs: every run directory under
+`$MTC_RUNS_DIR` (default `<repo>/runs`); the app trains into it and may delete from
+it, never from the zoo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtc_core import io
+from mtc_core.train import resolve_device
+from ui import training
+
+REPO = Path(__file__).resolve().parent.parent
+HEADLINE_KEYS = ("recon", "kl", "tc_mean", "tc_sampled", "active_dims")
+
+
+def zoo_dir() -> Path:
+    return Path(os.environ.get("MTC_ZOO_DIR") or REPO / "pretrained")
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("MTC_RUNS_DIR") or REPO / "runs")
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    path: str  # absolute run directory
+    label: str  # what the picker shows
+    source: str  # zoo | runs
+
+
+def _zoo_index(root: Path) -> list[dict[str, Any]]:
+    index = root / "index.json"
+    if not index.is_file():
+        return [{"path": p.name} for p in io.list_runs(root)]
+    try:
+        data = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    items = data.get("runs", data.get("models", [])) if isinstance(data, dict) else data
+    entries = [{"path": item} if isinstance(item, str) else item for item in items if isinstance(item, str | dict)]
+    return [e for e in entries if isinstance(e.get("path"), str)]
+
+
+def zoo_runs() -> list[RunEntry]:
+    root = zoo_dir()
+    out = []
+    for item in _zoo_index(root):
+        path = (root / item["path"]).resolve()
+        if (path / io.CONFIG).is_file():
+            out.append(RunEntry(str(path), f"zoo · {item.get('label') or path.name}", "zoo"))
+    return out
+
+
+def user_runs() -> list[RunEntry]:
+    out = []
+    for path in io.list_runs(runs_dir()):
+        try:
+            status = io.read_json(path / io.CONFIG).get("status", "?")
+        except io.CheckpointError:
+            status = "unreadable"
+        suffix = "" if status == "complete" else f" ({status})"
+        out.append(RunEntry(str(path.resolve()), f"run · {path.name}{suffix}", "runs"))
+    return out
+
+
+def available_runs() -> list[RunEntry]:
+    """Zoo first, then the user's runs, newest first."""
+    return zoo_runs() + user_runs()
+
+
+def short_label(path: str | Path) -> str:
+    """The run directory's name, with "zoo/" in front for the zoo's."""
+    path = Path(path)
+    return path.name if is_user_run(path) else f"zoo/{path.name}"
+
+
+def comparable_runs() -> list[RunEntry]:
+    """Available runs that have finished training (complete, cancelled or diverged)."""
+    out = []
+    for entry in available_runs():
+        try:
+            if io.read_json(Path(entry.path) / io.CONFIG).get("status") in ("complete", "cancelled", "diverged"):
+                out.append(entry)
+        except (io.CheckpointError, AttributeError):
+            continue
+    return out
+
+
+def flatten_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """One table row from an mtc_core.evaluate result: every number of the mean and sampled codes as
+    "name (mean)" / "name (sampled)", nested scores as "metric.key (rep)", then recon and active latents."""
+    row: dict[str, Any] = {}
+    for rep in ("mean", "sampled"):
+        for name, value in evaluation.get(rep, {}).items():
+            if isinstance(value, dict):
+                row.update({f"{name}.{k} ({rep})": v for k, v in value.items() if _is_number(v)})
+            elif _is_number(value) or value is None:
+                row[f"{name} ({rep})"] = value
+    row["recon"] = evaluation.get("recon")
+    row["active_latents"] = evaluation.get("activity", {}).get("active_latents")
+    return row
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_user_run(path: str | Path) -> bool:
+    path = Path(path).resolve()
+    return path.parent == runs_dir().resolve() and (path / io.CONFIG).is_file()
+
+
+def delete_run(path: str | Path) -> None:
+    """Delete one of the user's run directories; anything else (the zoo) is refused."""
+    if not is_user_run(path):
+        raise ValueError(f"{path} is not one of your runs under {runs_dir()}; only those can be deleted")
+    if training.is_training(path):
+        raise ValueError(f"{Path(path).name} is still training; cancel it on the Train page first")
+    shutil.rmtree(path)
+
+
+def config_mtime(path: str | Path) -> int:
+    """Cache key part: a re-saved run (new config.json) gets a new key and reloads."""
+    return (Path(path) / io.CONFIG).stat().st_mtime_ns
+
+
+def run_summary(path: str | Path) -> dict[str, Any]:
+    """One row of the Models table: what the run is and its headline numbers (last history record,
+    and the evaluation's mean/sampled Gaussian TC when metrics.json has one)."""
+    path = Path(path)
+    config = io.read_json(path / io.CONFIG)
+    train = config.get("train", {})
+    params = config.get("model", {}).get("params", {})
+    last = (io.read_history(path) or [{}])[-1]
+    row = {
+        "run": path.name,
+        "model": config.get("model", {}).get("name"),
+        "dataset": config.get("dataset", {}).get("name"),
+        "latent_dim": params.get("latent_dim"),
+        "steps": config.get("step", train.get("steps")),
+        "status": config.get("status"),
+        **{k: last.get(k) for k in HEADLINE_KEYS},
+    }
+    evaluation = read_evaluation(path)
+    if evaluation:
+        row["eval_tc_mean"] = evaluation.get("mean", {}).get("gaussian_tc")
+        row["eval_tc_sampled"] = evaluation.get("sampled", {}).get("gaussian_tc")
+        row["eval_mig_mean"] = evaluation.get("mean", {}).get("mig")
+    return row
+
+
+def summaries(entries: list[RunEntry]) -> list[dict[str, Any]]:
+    """`run_summary` of each entry with its source; an unreadable run gets a row that says so."""
+    rows = []
+    for entry in entries:
+        try:
+            rows.append({"source": entry.source, **run_summary(entry.path)})
+        except (io.CheckpointError, AttributeError, KeyError, TypeError) as error:
+            rows.append({"source": entry.source, "run": Path(entry.path).name, "status": f"unreadable: {error}"})
+    return rows
+
+
+def read_evaluation(path: str | Path) -> dict[str, Any] | None:
+    """metrics.json's "evaluation" (what mtc_core.evaluate returned when the run was evaluated), if any."""
+    file = Path(path) / io.METRICS
+    if not file.is_file():
+        return None
+    try:
+        evaluation = io.read_json(file).get("evaluation")
+    except (io.CheckpointError, AttributeError):
+        return None
+    return evaluation if isinstance(evaluation, dict) else None
+
+
+def device_label() -> str:
+    """What the app computes on: the GPU's name, or the CPU."""
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''})"
