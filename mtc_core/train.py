@@ -28,6 +28,7 @@ from mtc_core.estimators import mean_tc_gaussian, tc_mss
 from mtc_core.models import VAE, build_model, model_class
 from mtc_core.models.base import gaussian_kl
 
+_INIT_LOCK = threading.Lock()
 TRAINER_STATE = "trainer_state"  # .safetensors (optimiser moments, torch RNG) + .json (step, numpy RNG)
 
 
@@ -140,8 +141,9 @@ def _optimizers(model: VAE, main: torch.optim.Optimizer) -> list[torch.optim.Opt
     return [main, *([model.disc_optimizer] if hasattr(model, "disc_optimizer") else [])]
 
 
-def _save_trainer_state(run_dir: Path, step: int, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator) -> None:
-    tensors, groups = {"torch_rng": torch.get_rng_state()}, []
+def _save_trainer_state(run_dir: Path, step: int, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator,
+                        noise: torch.Generator) -> None:
+    tensors, groups = {"torch_rng": noise.get_state()}, []
     for k, opt in enumerate(optimizers):
         sd = opt.state_dict()
         groups.append(sd["param_groups"])
@@ -154,7 +156,8 @@ def _save_trainer_state(run_dir: Path, step: int, optimizers: list[torch.optim.O
     io.write_json(run_dir / f"{TRAINER_STATE}.json", {"step": step, "param_groups": groups, "numpy_rng": rng.bit_generator.state})
 
 
-def _load_trainer_state(run_dir: Path, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator, device) -> int:
+def _load_trainer_state(run_dir: Path, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator, noise: torch.Generator,
+                        device) -> int:
     meta = io.read_json(run_dir / f"{TRAINER_STATE}.json")
     tensors = load_file(run_dir / f"{TRAINER_STATE}.safetensors")
     for k, opt in enumerate(optimizers):
@@ -164,7 +167,7 @@ def _load_trainer_state(run_dir: Path, optimizers: list[torch.optim.Optimizer], 
                 _, idx, key = name.split(".", 2)
                 state.setdefault(int(idx), {})[key] = value if key == "step" else value.to(device)
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][k]})
-    torch.set_rng_state(tensors["torch_rng"])
+    noise.set_state(tensors["torch_rng"])
     rng.bit_generator.state = meta["numpy_rng"]
     return int(meta["step"])
 
@@ -178,13 +181,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     dataset = make_dataset(config.dataset)
-    torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     eval_rng = np.random.default_rng([config.seed, 1])  # held-out batch, independent of the training stream
     x_eval = torch.from_numpy(dataset.render(dataset.sample_factors(config.eval_size, eval_rng))).to(device)
 
     params = resolved_model_params(config, dataset)
-    model = build_model(config.model, params).to(device)
+    with _INIT_LOCK:  # initialisation draws from torch's global RNG: seed and build without another thread between
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, params).to(device)
+    model.noise = torch.Generator(device).manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
     optimizers = _optimizers(model, optimizer)
     run_config = {
@@ -199,13 +204,13 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
     if resume and (run_dir / f"{TRAINER_STATE}.json").is_file():
         loaded, _ = io.load_run(run_dir, device)
         model.load_state_dict(loaded.state_dict())
-        start = _load_trainer_state(run_dir, optimizers, rng, device)
+        start = _load_trainer_state(run_dir, optimizers, rng, model.noise, device)
         history = [r for r in io.read_history(run_dir) if r["step"] <= start]
 
     def checkpoint(step: int, status: str, message: str = "", weights: bool = True) -> None:
         if weights:
             io.save_weights(model, run_dir / io.WEIGHTS)
-            _save_trainer_state(run_dir, step, optimizers, rng)
+            _save_trainer_state(run_dir, step, optimizers, rng, model.noise)
         io.write_history(run_dir, history)
         cfg = {**run_config, "model": {"name": config.model, "params": io.model_params(model)}, "status": status,
                "message": message, "step": step, "format_version": io.FORMAT_VERSION, "versions": io.package_versions()}

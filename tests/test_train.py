@@ -101,3 +101,16 @@ def test_bad_train_config_raises(bad, match):
 def test_train_config_from_dict_refuses_unknown():
     with pytest.raises(ValueError, match="bogus"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_trainings_in_parallel_threads_stay_reproducible(tmp_path, tiny_config):
+    # Two sessions of the app train in threads of one process; each run's noise comes from its own generator.
+    configs = [tiny_config(model="beta_tcvae", seed=0), tiny_config(model="factor_vae", seed=1)]
+    threads = [threading.Thread(target=train, args=(c, tmp_path / f"par{i}")) for i, c in enumerate(configs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"seq{i}")
+        assert io.read_history(tmp_path / f"par{i}") == io.read_history(tmp_path / f"seq{i}")

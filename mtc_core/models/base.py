@@ -69,6 +69,9 @@ class VAE(nn.Module):
         assert isinstance(config, self.Config), f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}"
         self.config = config
         self.encoder, self.decoder = build_networks(config.architecture, config.image_shape, config.latent_dim, config.hidden)
+        # Source of the model's own noise (reparameterisation, FactorVAE's permutations). The trainer sets a
+        # seeded generator per run, so runs in threads side by side stay reproducible; None: torch's global RNG.
+        self.noise: torch.Generator | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, C, H, W] -> mu, logvar [B, D]."""
@@ -76,9 +79,9 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    @staticmethod
-    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=self.noise, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, D] -> Bernoulli logits [B, C, H, W]."""

@@ -21,7 +21,7 @@ class Discriminator(nn.Module):
         return self.net(z)
 
 
-def permute_dims(z: torch.Tensor) -> torch.Tensor:
+def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Samples of prod_j q(z_j): shuffle each latent independently across the batch (Kim & Mnih, Alg. 1)."""
     batch = z.shape[0]
-    return torch.stack([z[torch.randperm(batch, device=z.device), j] for j in range(z.shape[1])], dim=1)
+    return torch.stack([z[torch.randperm(batch, generator=generator, device=z.device), j] for j in range(z.shape[1])], dim=1)

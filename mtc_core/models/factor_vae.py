@@ -52,7 +52,7 @@ class FactorVAE(VAE):
 
     def auxiliary_step(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
         z = out["z"].detach()
-        logits_real, logits_fake = self.discriminator(z), self.discriminator(permute_dims(z))
+        logits_real, logits_fake = self.discriminator(z), self.discriminator(permute_dims(z, self.noise))
         real = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
         loss = 0.5 * (F.cross_entropy(logits_real, real) + F.cross_entropy(logits_fake, 1 - real))
         self.disc_optimizer.zero_grad(set_to_none=True)
