@@ -10,14 +10,14 @@ from ui import train_view, widgets
 st.set_page_config(page_title="MTC Explorer", page_icon=":material/scatter_plot:", layout="wide")
 
 PAGES = [
-    st.Page("pages/1_Models.py", title="Models", icon=":material/inventory_2:", default=True),
-    st.Page("pages/2_Dataset.py", title="Dataset", icon=":material/image:"),
-    st.Page("pages/3_Traversals.py", title="Traversals", icon=":material/view_module:"),
-    st.Page("pages/4_Mean_vs_sampled_TC.py", title="Mean vs sampled TC", icon=":material/compare:"),
-    st.Page("pages/5_Theorem.py", title="Theorem", icon=":material/functions:"),
-    st.Page("pages/6_Factor_disintegration.py", title="Factor disintegration", icon=":material/call_split:"),
-    st.Page("pages/7_Compare.py", title="Compare", icon=":material/leaderboard:"),
-    st.Page("pages/8_Train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/1_Models.py", title="Models", icon=":material/inventory_2:", default=True),
+    st.Page("app_pages/2_Dataset.py", title="Dataset", icon=":material/image:"),
+    st.Page("app_pages/3_Traversals.py", title="Traversals", icon=":material/view_module:"),
+    st.Page("app_pages/4_Mean_vs_sampled_TC.py", title="Mean vs sampled TC", icon=":material/compare:"),
+    st.Page("app_pages/5_Theorem.py", title="Theorem", icon=":material/functions:"),
+    st.Page("app_pages/6_Factor_disintegration.py", title="Factor disintegration", icon=":material/call_split:"),
+    st.Page("app_pages/7_Compare.py", title="Compare", icon=":material/leaderboard:"),
+    st.Page("app_pages/8_Train.py", title="Train", icon=":material/model_training:"),
 ]
 
 page = st.navigation(PAGES)

@@ -8,7 +8,6 @@ import streamlit as st
 from mtc_core import figures, io
 from ui import runs, widgets
 
-widgets.through_app()
 st.title("Models")
 st.caption("The shipped zoo and your own runs. Pick one in the sidebar: every page explores the picked model.")
 

@@ -5,7 +5,6 @@ import streamlit as st
 
 from ui import cache, widgets
 
-widgets.through_app()
 st.title("Dataset")
 
 choices = widgets.dataset_choices()

@@ -4,7 +4,6 @@ import streamlit as st
 
 from ui import cache, widgets
 
-widgets.through_app()
 st.title("Latent traversals")
 st.caption("Each row sweeps one latent of the base image's mean code while the others stay fixed; "
            "rows are ordered by the latent's mean KL to the prior (most active first).")

@@ -6,7 +6,6 @@ import streamlit as st
 from mtc_core import figures
 from ui import cache, widgets
 
-widgets.through_app()
 st.title("Mean vs sampled total correlation")
 st.markdown(
     "The encoder gives each image a Gaussian q(z|x) = N(mu(x), diag sigma²(x)). The **mean codes** mu(x) are what "

@@ -6,7 +6,6 @@ import streamlit as st
 from mtc_core import figures, theory
 from ui import cache, widgets
 
-widgets.through_app()
 st.title("Mean TC unbounded, sampled TC bounded")
 st.markdown(
     "Let the mean codes be equicorrelated in d dimensions, Cov(mu) = (1 - rho) I + rho 11ᵀ, and add posterior "

@@ -6,7 +6,6 @@ import streamlit as st
 from mtc_core import figures
 from ui import cache, widgets
 
-widgets.through_app()
 st.title("Factor disintegration")
 st.markdown(
     "A factorised aggregated posterior (TC near 0) is not a disentangled one: a factor can be **split** over several "

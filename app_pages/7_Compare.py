@@ -5,7 +5,6 @@ import streamlit as st
 from mtc_core import figures
 from ui import cache, runs, widgets
 
-widgets.through_app()
 st.title("Compare models")
 st.caption("Each metric on the mean codes and on the sampled codes. From a run's metrics.json when it was evaluated, "
            f"else computed here once per model ({cache.EVAL_SIZES['num_train']} training points).")

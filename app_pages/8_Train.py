@@ -3,9 +3,8 @@
 import streamlit as st
 
 from mtc_core.models import MODELS
-from ui import runs, train_view, training, widgets
+from ui import runs, train_view, training
 
-widgets.through_app()
 st.title("Train a model")
 st.caption(f"Runs are saved under `{runs.runs_dir()}`. Training runs in the background: switch pages freely, "
            "come back here to watch it. The toy dataset shows disentangled traversals after about a minute on a CPU.")

@@ -29,22 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PAGES = {
-    "Models": "pages/1_Models.py",
-    "Dataset": "pages/2_Dataset.py",
-    "Traversals": "pages/3_Traversals.py",
-    "Mean vs sampled TC": "pages/4_Mean_vs_sampled_TC.py",
-    "Theorem": "pages/5_Theorem.py",
-    "Factor disintegration": "pages/6_Factor_disintegration.py",
-    "Compare": "pages/7_Compare.py",
-    "Train": "pages/8_Train.py",
+    "Models": "app_pages/1_Models.py",
+    "Dataset": "app_pages/2_Dataset.py",
+    "Traversals": "app_pages/3_Traversals.py",
+    "Mean vs sampled TC": "app_pages/4_Mean_vs_sampled_TC.py",
+    "Theorem": "app_pages/5_Theorem.py",
+    "Factor disintegration": "app_pages/6_Factor_disintegration.py",
+    "Compare": "app_pages/7_Compare.py",
+    "Train": "app_pages/8_Train.py",
 }
 PAGE_GOAL_S, GRID_GOAL_MS = 1.5, 150
-
-
-def run_main_script(main_script_path) -> None:
-    """Run app.py as a live server does after its first run (AppTest would take the legacy pages/ path)."""
-    path = str(main_script_path)
-    exec(compile(Path(path).read_text(), path, "exec"), {"__name__": "__main__", "__file__": path})
 
 
 def timed(fn) -> float:
@@ -54,10 +48,8 @@ def timed(fn) -> float:
 
 
 def page_latency(repeats: int) -> list[tuple[str, float, float]]:
-    from streamlit.runtime.scriptrunner import script_runner
     from streamlit.testing.v1 import AppTest
 
-    script_runner._mpa_v1 = run_main_script
     AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()  # imports, model load: once per process
     rows = []
     for title, page in PAGES.items():

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from streamlit.runtime.scriptrunner import script_runner
 from streamlit.testing.v1 import AppTest
 
 from mtc_core import estimators, io, theory
@@ -26,14 +25,14 @@ from ui.cache import NUM_POINTS
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGES = {
-    "Models": "pages/1_Models.py",
-    "Dataset": "pages/2_Dataset.py",
-    "Traversals": "pages/3_Traversals.py",
-    "Mean vs sampled TC": "pages/4_Mean_vs_sampled_TC.py",
-    "Theorem": "pages/5_Theorem.py",
-    "Factor disintegration": "pages/6_Factor_disintegration.py",
-    "Compare": "pages/7_Compare.py",
-    "Train": "pages/8_Train.py",
+    "Models": "app_pages/1_Models.py",
+    "Dataset": "app_pages/2_Dataset.py",
+    "Traversals": "app_pages/3_Traversals.py",
+    "Mean vs sampled TC": "app_pages/4_Mean_vs_sampled_TC.py",
+    "Theorem": "app_pages/5_Theorem.py",
+    "Factor disintegration": "app_pages/6_Factor_disintegration.py",
+    "Compare": "app_pages/7_Compare.py",
+    "Train": "app_pages/8_Train.py",
 }
 NEEDS_MODEL = ("Traversals", "Mean vs sampled TC", "Factor disintegration", "Compare")
 TIMEOUT = 60
@@ -44,25 +43,6 @@ def tiny_config(**overrides) -> TrainConfig:
     params = {"model": "beta_tcvae", "model_params": {"latent_dim": 4, "hidden": 32}, "dataset": {"name": "toy"}, "steps": 30,
               "batch_size": 16, "lr": 1e-3, "eval_every": 10, "eval_size": 32, "checkpoint_every": 0, "device": "cpu"}
     return TrainConfig(**{**params, **overrides})
-
-
-def run_main_script(main_script_path) -> None:
-    """What a live server does once app.py has called st.navigation: run app.py itself.
-
-    AppTest resets PagesManager.uses_pages_directory before every run, so with a pages/ folder beside
-    app.py every run would first take Streamlit's legacy pages-folder path, run the page file alone and
-    rerun through app.py (widgets.through_app), and that rerun drops a button click. A live server
-    takes that path at most once, on its very first run."""
-    path = str(main_script_path)
-    exec(compile(Path(path).read_text(), path, "exec"), {"__name__": "__main__", "__file__": path})
-
-
-LEGACY_PAGES_RUN = script_runner._mpa_v1
-
-
-@pytest.fixture(autouse=True)
-def _navigation_app(monkeypatch):
-    monkeypatch.setattr(script_runner, "_mpa_v1", run_main_script)
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +112,9 @@ def test_every_page_renders(app_dirs, title):
         assert button.proto.label
 
 
-def test_a_page_run_without_app_py_comes_back_through_it(app_dirs, monkeypatch):
-    monkeypatch.setattr(script_runner, "_mpa_v1", LEGACY_PAGES_RUN)  # a fresh server's first run, as with a deep link
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page(PAGES["Traversals"]).run()
+def test_a_deep_link_runs_the_page_through_app_py(app_dirs):
+    """A session whose first run asks for a page (a deep link, /Traversals) gets it inside app.py: sidebar and all."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).switch_page(PAGES["Traversals"]).run()
     assert not at.exception and at.title[0].value == "Latent traversals"
     assert at.sidebar.selectbox(key="run_path").value == str((app_dirs["runs"] / "tiny").resolve())
     assert image_urls(at)

@@ -31,11 +31,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 1000}
 SERVER_START_S, PAGE_S, TRAIN_S = 90, 120, 180  # upper bounds on every wait
 
-# url path, title, screenshot name, what must render
+# url path, title, screenshot name, what must render. The fresh server's first request is a deep link
+# (/Traversals): it must run through app.py, sidebar model picker included.
 PAGES = [
+    ("Traversals", "Latent traversals", "traversals", {"image"}),
     ("", "Models", "models", {"chart"}),
     ("Dataset", "Dataset", "dataset", {"image"}),
-    ("Traversals", "Latent traversals", "traversals", {"image"}),
     ("Mean_vs_sampled_TC", "Mean vs sampled total correlation", "mean_vs_sampled", {"chart"}),
     ("Theorem", "Mean TC unbounded, sampled TC bounded", "theorem", {"chart"}),
     ("Factor_disintegration", "Factor disintegration", "disintegration", {"chart"}),

@@ -7,8 +7,8 @@ session that started a job keeps a reference to it; the page only reads its prog
 At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, default 2) train at once per
 server process; the rest wait in a FIFO queue and can be cancelled while they wait.
 
-Two trainings in one process share torch's global RNG (mtc_core.train seeds it with
-torch.manual_seed), so runs trained side by side are correct but not bit-reproducible.
+Each run draws its noise from its own seeded generator (mtc_core.train), so two
+trainings side by side give the same runs as the same trainings one after another.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 from mtc_core import figures, io
 from mtc_core.data import GroundTruthDataset
@@ -22,18 +21,6 @@ NO_MODEL = ("No model to explore yet: train one on the **Train** page (about a m
             "or point the environment variable MTC_ZOO_DIR at a model zoo.")
 # Plotly's modebar, always shown; its camera button saves the chart as a PNG.
 PLOTLY_CONFIG = {"displayModeBar": True, "displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-
-
-def through_app() -> None:
-    """First line of every page: make sure app.py (navigation, sidebar) runs around it.
-
-    A fresh server's first script run takes Streamlit's legacy `pages/` folder path when
-    a `pages/` folder sits beside app.py: a deep link then runs the page file alone, with
-    no model picker, until app.py's st.navigation switches that mode off. Switch it off
-    and rerun, so the same page comes back through app.py."""
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def model_picker() -> None:
