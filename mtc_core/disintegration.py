@@ -10,24 +10,9 @@ M[k, j] = I(z_j; v_k) / H(v_k), estimated as in disentanglement_lib's MIG
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import mutual_info_score
 
 from mtc_core.estimators import validate_points
-
-
-def discretize(codes, num_bins: int = 20) -> np.ndarray:
-    """`discretize(codes[N, D], num_bins=20) -> int[N, D]`, disentanglement_lib's `_histogram_discretize`.
-
-    Per dimension: np.digitize(x, np.histogram(x, num_bins)[1][:-1]), i.e. equal-width
-    bins over the observed range, labels 1..num_bins.
-    """
-    codes = validate_points(codes, "codes")
-    if int(num_bins) != num_bins or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins}")
-    out = np.zeros(codes.shape, dtype=np.int64)
-    for j in range(codes.shape[1]):
-        out[:, j] = np.digitize(codes[:, j], np.histogram(codes[:, j], num_bins)[1][:-1])
-    return out
+from mtc_core.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 
 
 def _validate_factors(factors, n: int, factor_names=None) -> np.ndarray:
@@ -58,13 +43,7 @@ def mi_matrix(codes, factors, num_bins: int = 20) -> np.ndarray:
     """
     codes = validate_points(codes, "codes")
     factors = _validate_factors(factors, codes.shape[0])
-    binned = discretize(codes, num_bins)
-    m = np.zeros((factors.shape[1], codes.shape[1]))
-    for k in range(factors.shape[1]):
-        entropy = mutual_info_score(factors[:, k], factors[:, k])
-        for j in range(codes.shape[1]):
-            m[k, j] = mutual_info_score(factors[:, k], binned[:, j]) / entropy
-    return m
+    return discrete_mutual_info(discretize(codes, num_bins), factors).T / discrete_entropy(factors)[:, None]
 
 
 def _validate_matrix(m) -> np.ndarray:

@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+import mtc_core
+from mtc_core import estimators, io, metrics
+from mtc_core.data import make_dataset
+from mtc_core.evaluation import _SharedEncoder
+from mtc_core.traversal import encode_numpy
+
+SMALL = {"num_train": 600, "num_test": 300, "intervention_points": 8, "variance_points": 200, "dataset_tc_samples": 200}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run):
+    model, config = io.load_run(tiny_run)
+    dataset = make_dataset(config["dataset"])
+    return model, dataset, mtc_core.evaluate(model, dataset, seed=3, **SMALL)
+
+
+def test_result_is_json_and_complete(evaluated):
+    _, _, result = evaluated
+    json.dumps(result, allow_nan=False)
+    for rep in ("mean", "sampled"):
+        for key in ("gaussian_tc", "knn_tc", "mig", "sap", "dci", "modularity_score", "factor_vae", "beta_vae", "disintegration"):
+            assert key in result[rep], (rep, key)
+    assert "dataset_tc" in result["sampled"]
+    assert result["settings"]["num_train"] == 600 and result["seconds"] > 0
+
+
+def test_values_equal_the_functions_on_the_same_codes(evaluated):
+    model, dataset, result = evaluated
+    rng = np.random.default_rng(3)  # evaluate draws the training factors, then their sampling noise, from this stream
+    factors = dataset.sample_factors(600, rng)
+    mu, logvar = encode_numpy(model, dataset.render(factors))
+    z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)
+    assert result["mean"]["gaussian_tc"] == pytest.approx(estimators.gaussian_tc(np.cov(mu.T)), rel=1e-9)
+    assert result["sampled"]["gaussian_tc"] == pytest.approx(estimators.gaussian_tc(np.cov(z.T)), rel=1e-9)
+    assert result["mean"]["mig"] == pytest.approx(metrics.mig(mu, factors), abs=1e-12)
+    assert result["sampled"]["mig"] == pytest.approx(metrics.mig(z, factors), abs=1e-12)
+    np.testing.assert_allclose(result["activity"]["var_mu"], mu.var(0, ddof=1), rtol=1e-9)
+    np.testing.assert_allclose(result["activity"]["mean_sigma2"], np.exp(logvar).mean(0), rtol=1e-9)
+    # law of total covariance: the sampled codes' variance is Var(mu) + E[sigma^2], up to sampling error
+    np.testing.assert_allclose(z.var(0, ddof=1), mu.var(0, ddof=1) + np.exp(logvar).mean(0), rtol=0.2)
+
+
+def test_shared_encoder_serves_both_passes_from_one_encoding(evaluated):
+    model, dataset, _ = evaluated
+    shared = _SharedEncoder(model, seed=0)
+    images = dataset.render(dataset.sample_factors(50, np.random.default_rng(0)))
+    mean, sampled = shared.function("mean"), shared.function("sampled")
+    mu, logvar = encode_numpy(model, images)
+    np.testing.assert_array_equal(mean(images), mu)
+    first = sampled(images)
+    np.testing.assert_array_equal(first, sampled(images.copy()))  # same images, same sample
+    assert len(shared.cache) == 1
+    assert not np.allclose(first, mu) and np.abs(first - mu).mean() == pytest.approx(np.sqrt(np.exp(logvar)).mean() * 0.798, rel=0.3)
