@@ -166,7 +166,75 @@ def cmd_theory(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "traverse": cmd_traverse, "theory": cmd_theory}
+def cmd_sweep(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core sweep", description="Train every run of a sweep spec (YAML/JSON) through Ray.")
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--out", type=Path, help="sweep folder (default: runs/sweeps/<spec name>); rerun to resume")
+    parser.add_argument("--address", help="join a running Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local one)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--cpus-per-run", type=int, default=1, help="CPUs (= torch threads) per run")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per run, fractions allowed; runs then use device cuda")
+    args = parser.parse_args(argv)
+    from mtc_core import sweep
+
+    if args.address and args.num_cpus:
+        raise UsageError("--num-cpus sizes a local Ray instance; a cluster joined with --address has its own")
+    out = args.out or Path("runs/sweeps") / args.spec.stem
+    try:
+        spec = sweep.load_spec(args.spec)
+        outcomes = sweep.run_sweep(spec, out, address=args.address, num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run,
+                                   gpus_per_run=args.gpus_per_run, command="python -m mtc_core sweep " + shlex.join(argv))
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: rerun the same command to resume (finished runs are skipped, the others resume from their checkpoints in {out})")
+        return 130
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_reproduce(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core reproduce", description="Aggregate results into a table and figures.")
+    parser.add_argument("--sweep", type=Path, required=True, metavar="FOLDER",
+                        help="a sweep folder: mean ± sd over seeds per model and setting, and the TC-vs-regularisation plot")
+    parser.add_argument("--table", type=Path, help="markdown file to write (default: FOLDER/results.md)")
+    parser.add_argument("--plot", type=Path, help="PNG to write (default: FOLDER/tc_vs_regularisation.png)")
+    args = parser.parse_args(argv)
+    from mtc_core import sweep
+
+    if not args.sweep.is_dir():
+        raise UsageError(f"{args.sweep}: not a folder")
+    try:
+        table = sweep.aggregate(sweep.load_sweep(args.sweep))
+        text = sweep.markdown_table(table)
+        plot = sweep.plot_regularisation(table, args.plot or args.sweep / "tc_vs_regularisation.png")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    table_path = args.table or args.sweep / "results.md"
+    table_path.write_text(text)
+    print(text)
+    print(f"wrote {table_path} and {plot}")
+    return 0
+
+
+def cmd_zoo_add(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core zoo-add", description="Copy a complete run into the shipped zoo (float16 weights).")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--name", required=True, help="folder name inside the zoo")
+    parser.add_argument("--label", required=True, help="what the app's model picker shows")
+    parser.add_argument("--zoo", type=Path, default=Path("pretrained"))
+    args = parser.parse_args(argv)
+    from mtc_core import zoo
+
+    try:
+        target = zoo.add_run(args.run, args.zoo, args.name, args.label)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"added {target} ({(target / 'model.safetensors').stat().st_size / 1e6:.2f} MB of weights)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "traverse": cmd_traverse, "theory": cmd_theory,
+            "sweep": cmd_sweep, "reproduce": cmd_reproduce, "zoo-add": cmd_zoo_add}
 
 
 def main(argv: list[str] | None = None) -> int:

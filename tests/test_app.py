@@ -225,7 +225,7 @@ def test_disintegration_page_and_tau(app_dirs):
 def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
     zoo_run = app_dirs["zoo"] / "shipped"
     shutil.copytree(app_dirs["runs"] / "tiny", zoo_run)
-    (app_dirs["zoo"] / "index.json").write_text(json.dumps({"runs": [{"path": "shipped", "label": "tiny beta-TCVAE"}]}))
+    (app_dirs["zoo"] / "index.json").write_text(json.dumps({"format_version": 1, "runs": [{"path": "shipped", "label": "tiny beta-TCVAE"}]}))
     at = open_page("Models")
     picker = at.sidebar.selectbox(key="run_path")
     assert picker.options[0] == "zoo · tiny beta-TCVAE" and len(picker.options) == 2

@@ -89,7 +89,7 @@ def server(sync_playwright, tmp_path_factory):
         _train_run(runs / "tiny", model_params={"latent_dim": 4, "hidden": 32}, steps=30, batch_size=16, eval_every=10, eval_size=32)
     finally:
         torch.set_num_threads(threads)
-    (zoo / "index.json").write_text(json.dumps({"runs": [{"path": "beta_tcvae_toy", "label": "beta-TCVAE, toy, 6 latents"}]}))
+    (zoo / "index.json").write_text(json.dumps({"format_version": 1, "runs": [{"path": "beta_tcvae_toy", "label": "beta-TCVAE, toy, 6 latents"}]}))
 
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MTC_ZOO_DIR": str(zoo), "MTC_RUNS_DIR": str(runs)}

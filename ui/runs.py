@@ -1,16 +1,13 @@
 """Where the app finds models: the shipped zoo and the user's own runs (no streamlit here).
 
-Zoo: `$MTC_ZOO_DIR` (default `<repo>/pretrained`) with an `index.json` listing run
-directories relative to it, either `{"runs": [...]}` or a plain list; an entry is a
-path string or an object with "path" and an optional "label". Without an index the
-zoo directory's run directories are listed. User runs: every run directory under
+Zoo: `$MTC_ZOO_DIR` (default `<repo>/pretrained`) with an `index.json` in the format of
+`mtc_core.zoo`. Without an index the zoo directory's run directories are listed. User runs: every run directory under
 `$MTC_RUNS_DIR` (default `<repo>/runs`); the app trains into it and may delete from
 it, never from the zoo.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mtc_core import io
+from mtc_core import io, zoo
 from mtc_core.train import resolve_device
 from ui import training
 
@@ -42,27 +39,13 @@ class RunEntry:
     source: str  # zoo | runs
 
 
-def _zoo_index(root: Path) -> list[dict[str, Any]]:
-    index = root / "index.json"
-    if not index.is_file():
-        return [{"path": p.name} for p in io.list_runs(root)]
-    try:
-        data = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return []
-    items = data.get("runs", data.get("models", [])) if isinstance(data, dict) else data
-    entries = [{"path": item} if isinstance(item, str) else item for item in items if isinstance(item, str | dict)]
-    return [e for e in entries if isinstance(e.get("path"), str)]
-
-
 def zoo_runs() -> list[RunEntry]:
+    """The zoo's runs from its index.json (mtc_core.zoo); without an index, its run directories.
+    A malformed index raises ValueError naming the problem (the picker shows it)."""
     root = zoo_dir()
-    out = []
-    for item in _zoo_index(root):
-        path = (root / item["path"]).resolve()
-        if (path / io.CONFIG).is_file():
-            out.append(RunEntry(str(path), f"zoo · {item.get('label') or path.name}", "zoo"))
-    return out
+    items = zoo.read_index(root) if (root / zoo.INDEX).is_file() else [{"path": str(p.resolve())} for p in io.list_runs(root)]
+    return [RunEntry(item["path"], f"zoo · {item.get('label') or Path(item['path']).name}", "zoo")
+            for item in items if (Path(item["path"]) / io.CONFIG).is_file()]
 
 
 def user_runs() -> list[RunEntry]:
@@ -78,8 +61,12 @@ def user_runs() -> list[RunEntry]:
 
 
 def available_runs() -> list[RunEntry]:
-    """Zoo first, then the user's runs, newest first."""
-    return zoo_runs() + user_runs()
+    """Zoo first, then the user's runs, newest first. An unreadable zoo index leaves the zoo out."""
+    try:
+        zoo_entries = zoo_runs()
+    except ValueError:
+        zoo_entries = []
+    return zoo_entries + user_runs()
 
 
 def short_label(path: str | Path) -> str:

@@ -26,6 +26,10 @@ PLOTLY_CONFIG = {"displayModeBar": True, "displaylogo": False, "toImageButtonOpt
 def model_picker() -> None:
     """The sidebar select box shared by every page: the zoo, then the user's runs."""
     entries = runs.available_runs()
+    try:
+        runs.zoo_runs()
+    except ValueError as problem:
+        st.sidebar.warning(f"The model zoo could not be read: {problem}")
     if PENDING_KEY in st.session_state:
         st.session_state[RUN_KEY] = st.session_state.pop(PENDING_KEY)
     labels = {e.path: e.label for e in entries}
