@@ -1,4 +1,4 @@
-"""Command line: python -m mtc_core {train, evaluate, traverse, theory} ...
+"""Command line: python -m mtc_core {train, evaluate, traverse, theory, sweep, reproduce, zoo-add} ...
 
 Bad flags or values exit 2 with a one-line reason.
 """
@@ -199,14 +199,14 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--table", type=Path, help="markdown file to write (default: FOLDER/results.md)")
     parser.add_argument("--plot", type=Path, help="PNG to write (default: FOLDER/tc_vs_regularisation.png)")
     args = parser.parse_args(argv)
-    from mtc_core import sweep
+    from mtc_core import sweep_results
 
     if not args.sweep.is_dir():
         raise UsageError(f"{args.sweep}: not a folder")
     try:
-        table = sweep.aggregate(sweep.load_sweep(args.sweep))
-        text = sweep.markdown_table(table)
-        plot = sweep.plot_regularisation(table, args.plot or args.sweep / "tc_vs_regularisation.png")
+        table = sweep_results.aggregate(sweep_results.load_sweep(args.sweep))
+        text = sweep_results.markdown_table(table)
+        plot = sweep_results.plot_regularisation(table, args.plot or args.sweep / "tc_vs_regularisation.png")
     except ValueError as e:
         raise UsageError(str(e)) from None
     table_path = args.table or args.sweep / "results.md"
