@@ -12,25 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from mtc_core.estimators import validate_points
-from mtc_core.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
+from mtc_core.metrics.utils import check_factors, discrete_entropy, discrete_mutual_info, discretize
 
 
 def _validate_factors(factors, n: int, factor_names=None) -> np.ndarray:
-    factors = np.asarray(factors)
-    if factors.ndim != 2:
-        raise ValueError(f"factors must be a 2-D array [points, factors], got shape {factors.shape}")
-    if factors.shape[0] != n:
-        raise ValueError(f"codes and factors have different numbers of points: {n} vs {factors.shape[0]}")
-    if factors.shape[1] == 0:
-        raise ValueError("factors has no columns (K = 0)")
-    if factors.dtype.kind == "f" and not np.isfinite(factors).all():
-        raise ValueError("factors contains NaN or inf")
+    factors = check_factors(factors, n, allow_constant=True)
     names = list(factor_names) if factor_names is not None else [str(k) for k in range(factors.shape[1])]
     if len(names) != factors.shape[1]:
         raise ValueError(f"got {len(names)} factor names for {factors.shape[1]} factors")
-    for k in range(factors.shape[1]):
-        if np.all(factors[:, k] == factors[0, k]):
-            raise ValueError(f"factor {names[k]!r} (column {k}) is constant: its entropy is 0, so normalised MI is undefined")
+    constant = np.flatnonzero(np.all(factors == factors[:1], axis=0))
+    if constant.size:
+        k = int(constant[0])
+        raise ValueError(f"factor {names[k]!r} (column {k}) is constant: its entropy is 0, so normalised MI is undefined")
     return factors
 
 

@@ -171,11 +171,13 @@ MEAN_TC_PENALTIES = {"gaussian": mean_tc_gaussian, "kde": mean_tc_kde}
 # ----------------------------------------------------------------------------- dataset-level estimators (numpy)
 
 
-def validate_points(x, name: str = "codes", min_points: int = 2) -> np.ndarray:
-    """`x[N, D]` (array or tensor) -> float64 array, or ValueError naming what is wrong."""
+def validate_points(x, name: str = "codes", min_points: int = 2, keep_float32: bool = False) -> np.ndarray:
+    """`x[N, D]` (array or tensor) -> float64 array (float32 kept if asked), or ValueError naming what is wrong."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if not (keep_float32 and x.dtype == np.float32):
+        x = x.astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array [points, dims], got shape {x.shape}")
     if x.shape[0] < min_points:

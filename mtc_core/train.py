@@ -26,7 +26,7 @@ from mtc_core import io
 from mtc_core.data import GroundTruthDataset, make_dataset
 from mtc_core.estimators import mean_tc_gaussian, tc_mss
 from mtc_core.models import VAE, build_model, model_class
-from mtc_core.models.base import gaussian_kl
+from mtc_core.models.base import dataclass_from_dict, gaussian_kl
 
 _INIT_LOCK = threading.Lock()
 TRAINER_STATE = "trainer_state"  # .safetensors (optimiser moments, torch RNG) + .json (step, numpy RNG)
@@ -61,11 +61,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(names)}")
-        return cls(**params)
+        return dataclass_from_dict(cls, params)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtc_core.estimators import validate_points
+
 # Cells of the joint histograms counted by one np.bincount call (bounds the memory of the
 # combined-label array to ~64 MB of int64).
 _MAX_JOINT_ELEMENTS = 8_000_000
@@ -16,18 +18,7 @@ _MAX_JOINT_ELEMENTS = 8_000_000
 
 def check_codes(codes, name: str = "codes") -> np.ndarray:
     """`codes[N, D]` -> float array (float32 kept, anything else float64); ValueError naming the problem."""
-    codes = np.asarray(codes)
-    if codes.dtype not in (np.float32, np.float64):
-        codes = codes.astype(np.float64)
-    if codes.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array [points, dims], got shape {codes.shape}")
-    if codes.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 points, got {codes.shape[0]}")
-    if codes.shape[1] == 0:
-        raise ValueError(f"{name} has no dimensions (D = 0)")
-    if not np.isfinite(codes).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return codes
+    return validate_points(codes, name, keep_float32=True)
 
 
 def check_factors(factors, num_points: int, name: str = "factors", allow_constant: bool = False) -> np.ndarray:

@@ -40,12 +40,16 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> VAEConfig:
-        """Build from a dict, refusing unknown keys (a foreign or mistyped config)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
-        return cls(**params)
+        return dataclass_from_dict(cls, params)
+
+
+def dataclass_from_dict(cls: type, params: dict[str, Any]) -> Any:
+    """Build a config dataclass from a dict, refusing unknown keys (a foreign or mistyped config)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+    return cls(**params)
 
 
 def check_at_least(name: str, value: float, low: float = 0.0) -> None:
