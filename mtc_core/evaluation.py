@@ -84,7 +84,11 @@ def evaluate_codes(codes_train: np.ndarray, factors_train: np.ndarray, codes_tes
     if kept.shape[1] >= 2:  # TC needs two latents that vary
         out.update(metrics.unsupervised(kept))
         out["gaussian_tc"] = out.pop("gaussian_total_correlation")
-        out["knn_tc"] = estimators.tc_knn(kept[:knn_points])
+        # Points are drawn with replacement, so a small dataset repeats images and its mean codes repeat exactly;
+        # those copies are an artefact of the sampling, and kNN distances of 0 between them inflate the estimate
+        # (toy, 10k draws of 1,728 images: 17.8 nats with copies, 3.4 without). Distinct codes only.
+        distinct = np.unique(kept, axis=0)
+        out["knn_tc"] = estimators.tc_knn(distinct[np.random.default_rng(0).permutation(len(distinct))[:knn_points]])
     out["mig"] = metrics.mig(codes_train, factors_train)
     out["sap"] = metrics.sap(codes_train, factors_train, codes_test, factors_test)
     out["dci"] = metrics.dci(codes_train, factors_train, codes_test, factors_test, mode=dci_mode)

@@ -56,3 +56,16 @@ def test_shared_encoder_serves_both_passes_from_one_encoding(evaluated):
     np.testing.assert_array_equal(first, sampled(images.copy()))  # same images, same sample
     assert len(shared.cache) == 1
     assert not np.allclose(first, mu) and np.abs(first - mu).mean() == pytest.approx(np.sqrt(np.exp(logvar)).mean() * 0.798, rel=0.3)
+
+
+def test_repeated_images_do_not_inflate_the_knn_tc(rng):
+    # Drawing points with replacement repeats images; exact copies of a code are a sampling artefact.
+    from mtc_core.evaluation import evaluate_codes
+
+    factors = rng.integers(0, 4, size=(400, 2))
+    codes = factors + 0.3 * rng.standard_normal((400, 2))
+    codes = np.column_stack([codes, codes[:, 0] + 0.5 * rng.standard_normal(400)])
+    once = evaluate_codes(codes, factors, codes, factors, ("a", "b"))
+    repeated = evaluate_codes(np.tile(codes, (5, 1)), np.tile(factors, (5, 1)), codes, factors, ("a", "b"))
+    assert repeated["knn_tc"] == pytest.approx(once["knn_tc"], abs=1e-12)
+    assert repeated["gaussian_tc"] == pytest.approx(once["gaussian_tc"], rel=1e-3)
