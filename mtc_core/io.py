@@ -86,11 +86,15 @@ def read_history(path: str | Path) -> list[dict]:
         raise CheckpointError(f"{file}: not valid JSON lines ({e})") from None
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> None:
-    """Atomically write the model's state dict as safetensors (optionally cast floats, e.g. to float16)."""
+def save_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype | None = None, auxiliary: bool = True) -> None:
+    """Atomically write the model's state dict as safetensors (optionally cast floats, e.g. to float16;
+    optionally without the training-only nets named by `model.auxiliary_prefixes`)."""
     path = Path(path)
     tensors = {}
+    skip = () if auxiliary else tuple(getattr(model, "auxiliary_prefixes", ()))
     for name, t in model.state_dict().items():
+        if skip and name.startswith(skip):
+            continue
         t = t.detach().to("cpu")
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
@@ -178,6 +182,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE,
         raise CheckpointError(f"{path / CONFIG}: invalid model config: {e}") from None
     header = _check_safetensors_file(path / WEIGHTS)
     expected = model.state_dict()
+    if config.get("auxiliary_weights") is False:  # an inference-only copy (the zoo): training-only nets were left out
+        expected = {k: v for k, v in expected.items() if not k.startswith(model.auxiliary_prefixes)}
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path / WEIGHTS}: tensor names do not match {spec['name']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -195,7 +201,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAE,
         if got.is_floating_point() and not torch.isfinite(got).all():
             raise CheckpointError(f"{path / WEIGHTS}: tensor {name} holds NaN or inf")
         tensors[name] = got.to(want.dtype)
-    model.load_state_dict(tensors)
+    model.load_state_dict(tensors, strict=len(expected) == len(model.state_dict()))
     return model.to(device).eval(), config
 
 

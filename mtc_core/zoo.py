@@ -1,8 +1,9 @@
 """The shipped model zoo: run directories under `pretrained/` listed in `pretrained/index.json`.
 
 index.json: {"format_version": 1, "runs": [{"path": "<dir name>", "label": "...", "model": "...", "dataset": "..."}]}
-Paths are relative to the zoo folder and may not leave it. Weights are stored in float16 (each model a few MB
-at most); `io.load_run` casts them back to float32.
+Paths are relative to the zoo folder and may not leave it. Weights are stored in float16 without training-only
+nets such as FactorVAE's discriminator (config `"auxiliary_weights": false`), so each model is a few MB at most;
+`io.load_run` casts them back to float32. A zoo model encodes and decodes; to train on, use the original run.
 """
 
 from __future__ import annotations
@@ -58,13 +59,13 @@ def add_run(run_dir: str | Path, root: str | Path, name: str, label: str) -> Pat
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    io.save_weights(model, target / io.WEIGHTS, dtype=torch.float16)
+    io.save_weights(model, target / io.WEIGHTS, dtype=torch.float16, auxiliary=False)
     if (target / io.WEIGHTS).stat().st_size > MAX_MODEL_BYTES:
         raise ValueError(f"{name}: {(target / io.WEIGHTS).stat().st_size} bytes of weights, over the zoo's {MAX_MODEL_BYTES}")
     for file in (io.HISTORY, io.METRICS):
         if (run_dir / file).is_file():
             shutil.copyfile(run_dir / file, target / file)
-    io.write_json(target / io.CONFIG, config)
+    io.write_json(target / io.CONFIG, {**config, "auxiliary_weights": False})
     entries = [e for e in read_index(root) if Path(e["path"]).name != name]
     entries.append({"path": str(target), "label": label, "model": config["model"]["name"], "dataset": config["dataset"]["name"]})
     _write_index(root, entries)

@@ -48,3 +48,20 @@ def test_incomplete_run_is_refused(tiny_run, tmp_path):
     io.write_json(run / io.CONFIG, {**config, "status": "cancelled"})
     with pytest.raises(ValueError, match="only complete runs"):
         zoo.add_run(run, tmp_path / "zoo", "x", "x")
+
+
+def test_factor_vae_enters_the_zoo_without_its_discriminator(tmp_path, tiny_config):
+    from mtc_core.train import train
+
+    run = train(tiny_config(model="factor_vae", steps=5), tmp_path / "fvae")
+    target = zoo.add_run(run.run_dir, tmp_path / "zoo", "fvae", "FactorVAE")
+    loaded, config = io.load_run(target)
+    assert config["auxiliary_weights"] is False
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = run.model.eval().encode(x)[0]
+        assert torch.allclose(loaded.encode(x)[0], expected, atol=1e-2)
+    # the same file next to a config claiming complete weights is refused
+    io.write_json(target / io.CONFIG, {**config, "auxiliary_weights": True})
+    with pytest.raises(io.CheckpointError, match="missing"):
+        io.load_run(target)

@@ -67,6 +67,7 @@ class VAE(nn.Module):
     """Plain VAE: loss = recon + KL."""
 
     Config = VAEConfig
+    auxiliary_prefixes: tuple[str, ...] = ()  # state-dict names of nets used only in training (not needed to encode/decode)
 
     def __init__(self, config: VAEConfig):
         super().__init__()

@@ -34,6 +34,7 @@ class FactorVAEConfig(VAEConfig):
 
 class FactorVAE(VAE):
     Config = FactorVAEConfig
+    auxiliary_prefixes = ("discriminator.",)
 
     def __init__(self, config: FactorVAEConfig):
         super().__init__(config)
