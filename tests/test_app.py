@@ -261,6 +261,26 @@ def test_compare_reads_a_stored_evaluation(app_dirs):
     assert 2.5 in array(plotly_specs(at)[0]["data"][1]["y"])
 
 
+def test_compare_shows_a_sweep_folder(app_dirs):
+    folder = app_dirs["runs"] / "sweeps" / "demo"
+    for beta, tc_mean in ((1.0, 0.2), (4.0, 0.9)):
+        run = folder / f"beta_vae-beta={beta:g}-seed=0"
+        shutil.copytree(app_dirs["runs"] / "tiny", run)
+        config = io.read_json(run / io.CONFIG)
+        config["model"]["params"]["beta"] = beta
+        io.write_json(run / io.CONFIG, config)
+        history = io.read_history(run)
+        history[-1]["tc_mean"] = tc_mean
+        io.write_history(run, history)
+    io.write_json(folder / "sweep.json", {"runs": []})
+    at = open_page("Compare")
+    assert not at.exception
+    sweep_table = at.dataframe[1].value
+    assert sorted(sweep_table["tc_mean"]) == [0.2, 0.9]  # one seed each: the mean is the run's own value
+    assert image_urls(at)  # the TC-vs-regularisation figure
+    assert any(b.proto.label == "TC vs regularisation (PNG)" for b in at.get("download_button"))
+
+
 def fill_tiny_training(at: AppTest, steps: int = 20) -> None:
     at.selectbox(key="train_model").set_value("beta_vae").run()
     at.number_input(key="train_steps").set_value(steps)

@@ -8,6 +8,7 @@ reloads) and are read-only. Derived arrays are cached as data keyed by that same
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -276,3 +277,34 @@ def comparison(paths: list[str]) -> pd.DataFrame:
             table[column] = None
     first = ["model", *[c for c in table.columns if "_tc (" in c]]
     return table[first + [c for c in table.columns if c not in first]]
+
+
+def sweep_folders() -> list[Path]:
+    """Sweep folders (those with a sweep.json) under the runs directory, newest first."""
+    root = runs.runs_dir()
+    found = [p.parent for p in root.glob("**/sweep.json")] if root.is_dir() else []
+    return sorted(found, key=lambda p: (p / "sweep.json").stat().st_mtime, reverse=True)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the sweep...")
+def _sweep_summary(folder: str, stamp: float) -> tuple[pd.DataFrame, bytes | None]:
+    import tempfile
+
+    from mtc_core import sweep_results
+
+    table = sweep_results.aggregate(sweep_results.load_sweep(folder))
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k != "settings"} for row in table])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            png = sweep_results.plot_regularisation(table, Path(tmp) / "tc.png").read_bytes()
+    except ValueError:  # no finished run yet
+        png = None
+    return frame, png
+
+
+def sweep_summary(folder: str | Path) -> tuple[pd.DataFrame, bytes | None]:
+    """mtc_core.sweep_results on a sweep folder: (table of mean +- sd over seeds, TC-vs-regularisation PNG).
+    Keyed by the newest config.json in the folder, so a sweep that progresses is re-read."""
+    folder = Path(folder)
+    stamp = max((p.stat().st_mtime for p in folder.glob("*/config.json")), default=0.0)
+    return _sweep_summary(str(folder), stamp)
