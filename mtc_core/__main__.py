@@ -193,12 +193,20 @@ def cmd_sweep(argv: list[str]) -> int:
 
 
 def cmd_reproduce(argv: list[str]) -> int:
-    parser = Parser(prog="python -m mtc_core reproduce", description="Aggregate results into a table and figures.")
-    parser.add_argument("--sweep", type=Path, required=True, metavar="FOLDER",
+    parser = Parser(prog="python -m mtc_core reproduce",
+                    description="Evaluate the zoo (or aggregate a sweep folder) into a results table and figures.")
+    parser.add_argument("--sweep", type=Path, metavar="FOLDER",
                         help="a sweep folder: mean ± sd over seeds per model and setting, and the TC-vs-regularisation plot")
-    parser.add_argument("--table", type=Path, help="markdown file to write (default: FOLDER/results.md)")
-    parser.add_argument("--plot", type=Path, help="PNG to write (default: FOLDER/tc_vs_regularisation.png)")
+    parser.add_argument("--table", type=Path, help="markdown file to write (default: FOLDER/results.md, or RESULTS.md for the zoo)")
+    parser.add_argument("--plot", type=Path, help="sweep: PNG to write (default: FOLDER/tc_vs_regularisation.png)")
+    parser.add_argument("--zoo", type=Path, default=Path("pretrained"), help="zoo folder with index.json (without --sweep)")
+    parser.add_argument("--figures", type=Path, default=Path("docs/results"), help="zoo: folder for the PNG figures")
+    parser.add_argument("--num-train", type=int, default=10_000)
+    parser.add_argument("--num-test", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.sweep is None:
+        return _reproduce_zoo(args, argv)
     from mtc_core import sweep_results
 
     if not args.sweep.is_dir():
@@ -213,6 +221,26 @@ def cmd_reproduce(argv: list[str]) -> int:
     table_path.write_text(text)
     print(text)
     print(f"wrote {table_path} and {plot}")
+    return 0
+
+
+def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
+    from mtc_core import reproduce
+
+    settings = {"num_train": args.num_train, "num_test": args.num_test, "seed": args.seed}
+    try:
+        rows = reproduce.evaluate_zoo(args.zoo, settings)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not rows:
+        raise UsageError(f"{args.zoo}: no models listed in its index.json")
+    table = reproduce.aggregate(rows)
+    paths = reproduce.figures(table, args.figures)
+    text = reproduce.markdown(table, settings, "python -m mtc_core reproduce " + shlex.join(argv))
+    table_path = args.table or Path("RESULTS.md")
+    table_path.write_text(text)
+    print("\n".join(reproduce.claims(table)))
+    print(f"wrote {table_path}, {', '.join(map(str, paths))}")
     return 0
 
 

@@ -1,0 +1,166 @@
+"""Reproduce the paper's claim on the zoo: evaluate every listed model (cached in its metrics.json), aggregate
+mean +- sd over seeds per model, and state with the numbers whether
+
+(1) beta-TCVAE and FactorVAE have low sampled TC but clearly higher mean TC, and
+(2) RTC-VAE cuts the mean TC by at least 2x against both at a reconstruction error within 10% of theirs
+    (read as: at most 10% above theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from mtc_core import io, zoo
+from mtc_core.data import make_dataset
+
+# (column title, representation, path into the evaluation dict)
+COLUMNS = [
+    ("TC mean codes (Gaussian)", "mean", ("gaussian_tc",)),
+    ("TC mean codes (kNN)", "mean", ("knn_tc",)),
+    ("TC sampled codes (Gaussian)", "sampled", ("gaussian_tc",)),
+    ("TC sampled codes (dataset)", "sampled", ("dataset_tc",)),
+    ("TC sampled codes (kNN)", "sampled", ("knn_tc",)),
+    ("MIG mean", "mean", ("mig",)),
+    ("MIG sampled", "sampled", ("mig",)),
+    ("DCI dis. mean", "mean", ("dci", "disentanglement")),
+    ("SAP mean", "mean", ("sap",)),
+    ("FactorVAE mean", "mean", ("factor_vae", "eval_accuracy")),
+    ("BetaVAE mean", "mean", ("beta_vae", "eval_accuracy")),
+    ("latents/factor mean", "mean", ("disintegration", "latents_per_factor")),
+    ("recon", None, ("recon",)),
+]
+TC_PENALISED = ("beta_tcvae", "factor_vae")
+
+
+def _get(evaluation: dict, rep: str | None, path: tuple[str, ...]) -> float | None:
+    value = evaluation if rep is None else evaluation.get(rep, {})
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        return statistics.mean(value)  # a per-factor list (latents per factor): its average over factors
+    return value if isinstance(value, int | float) else None
+
+
+def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = print) -> list[dict]:
+    """One row per zoo model: its label, model key, seed and evaluation (computed once, then read from metrics.json)."""
+    import mtc_core
+
+    rows = []
+    entries = zoo.read_index(root)
+    for i, entry in enumerate(entries, 1):
+        path = Path(entry["path"])
+        metrics = io.read_json(path / io.METRICS) if (path / io.METRICS).is_file() else {}
+        evaluation = metrics.get("evaluation")
+        stored = (evaluation or {}).get("settings", {})
+        if evaluation is None or any(stored.get(k) != v for k, v in settings.items()):
+            say(f"[{i}/{len(entries)}] evaluating {entry.get('label', path.name)}")
+            model, config = io.load_run(path)
+            evaluation = io.json_safe(mtc_core.evaluate(model, make_dataset(config["dataset"]), **settings))
+            io.write_json(path / io.METRICS, {**metrics, "evaluation": evaluation})
+        else:
+            say(f"[{i}/{len(entries)}] {entry.get('label', path.name)}: stored evaluation")
+        config = io.read_json(path / io.CONFIG)
+        params = {k: v for k, v in config["model"]["params"].items() if k != "dataset_size"}
+        rows.append({"label": entry.get("label", path.name), "model": config["model"]["name"], "seed": config["train"]["seed"],
+                     "group": json.dumps([config["model"]["name"], params, config["dataset"]], sort_keys=True),
+                     "evaluation": evaluation})
+    return rows
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean and sd over seeds of every column, per model configuration (the label of its first seed)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    table = []
+    for members in groups.values():
+        out = {"label": members[0]["label"].replace(", seed 0", ""), "model": members[0]["model"], "seeds": len(members)}
+        for title, rep, path in COLUMNS:
+            values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
+            out[title] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None) if values else (None, None)
+        table.append(out)
+    return table
+
+
+def _cell(pair: tuple[float | None, float | None]) -> str:
+    mean, sd = pair
+    if mean is None:
+        return "-"
+    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
+
+
+def claims(table: list[dict]) -> list[str]:
+    """The two statements of the issue, each with the numbers that decide it."""
+    mean_tc, sampled_tc, recon = "TC mean codes (Gaussian)", "TC sampled codes (Gaussian)", "recon"
+    lines = []
+    penalised = [r for r in table if r["model"] in TC_PENALISED]
+    for r in penalised:
+        m, s = r[mean_tc][0], r[sampled_tc][0]
+        holds = m is not None and s is not None and s < 0.1 and m > 3 * s
+        lines.append(f"(1) {r['label']}: sampled-code TC {s:.3f}, mean-code TC {m:.3f} ({m / max(s, 1e-12):.0f}x): "
+                     f"{'holds' if holds else 'does not hold'} (criterion: sampled < 0.1 nats and mean > 3x sampled).")
+    for r in (r for r in table if r["model"] == "rtc_vae"):
+        parts, ok = [], bool(penalised)
+        for p in penalised:
+            ratio = p[mean_tc][0] / max(r[mean_tc][0], 1e-12)
+            recon_change = r[recon][0] / p[recon][0] - 1
+            ok &= ratio >= 2 and recon_change <= 0.10  # a lower reconstruction error is no obstacle
+            parts.append(f"vs {p['label']}: mean TC {ratio:.1f}x lower, reconstruction {recon_change:+.0%}")
+        lines.append(f"(2) {r['label']}: " + "; ".join(parts) + f": {'holds' if ok else 'does not hold'} "
+                     "(criterion: >= 2x lower mean TC and a reconstruction error at most 10% above theirs, against both).")
+    return lines
+
+
+def markdown(table: list[dict], settings: dict, command: str) -> str:
+    head = ["model", "seeds", *[c[0] for c in COLUMNS]]
+    lines = ["# Results: mean vs sampled total correlation on the model zoo", "",
+             f"Made by `{command}` from `pretrained/index.json`; `mtc_core.evaluate` settings {json.dumps(settings)}. "
+             "Values are mean ± sd over seeds (one seed: no sd). TC in nats; recon = Bernoulli NLL per image (nats).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        lines.append("| " + " | ".join([r["label"], str(r["seeds"]), *[_cell(r[c[0]]) for c in COLUMNS]]) + " |")
+    lines += ["", "## The claims", "", *[f"- {line}" for line in claims(table)], "",
+              "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
+    return "\n".join(lines)
+
+
+def figures(table: list[dict], folder: str | Path) -> list[Path]:
+    """Mean TC against sampled TC per model (with the no-disparity diagonal), and metric bars, as PNGs."""
+    from matplotlib.figure import Figure
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
+    top = 0.0
+    for r in table:
+        (m, m_sd), (s, s_sd) = r["TC mean codes (Gaussian)"], r["TC sampled codes (Gaussian)"]
+        if m is None or s is None:
+            continue
+        ax.errorbar(s, m, xerr=s_sd, yerr=m_sd, fmt="o", capsize=3, label=r["label"])
+        top = max(top, m, s)
+    ax.plot([0, top * 1.1 or 1], [0, top * 1.1 or 1], "k--", lw=1, label="no disparity")
+    ax.set(xlabel="TC of sampled codes (Gaussian, nats)", ylabel="TC of mean codes (Gaussian, nats)", title="Mean vs sampled TC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = [folder / "tc_mean_vs_sampled.png"]
+    fig.savefig(paths[0], dpi=120)
+    names = ["MIG mean", "MIG sampled", "DCI dis. mean", "SAP mean", "FactorVAE mean", "BetaVAE mean"]
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    width = 0.8 / max(len(table), 1)
+    for i, r in enumerate(table):
+        ax.bar([j + i * width for j in range(len(names))], [r[n][0] or 0.0 for n in names], width,
+               yerr=[r[n][1] or 0.0 for n in names], label=r["label"], capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], labels=names)
+    ax.set(ylabel="score", title="Disentanglement metrics")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(folder / "metrics.png")
+    fig.savefig(paths[1], dpi=120)
+    return paths

@@ -1,0 +1,53 @@
+import shutil
+
+import pytest
+
+from mtc_core import io, reproduce, zoo
+from mtc_core.__main__ import main
+
+
+@pytest.fixture
+def two_seed_zoo(tiny_run, tmp_path):
+    root = tmp_path / "zoo"
+    zoo.add_run(tiny_run, root, "m-seed0", "tiny beta-VAE, seed 0")
+    second = tmp_path / "seed1"
+    shutil.copytree(tiny_run, second)
+    config = io.read_json(second / io.CONFIG)
+    config["train"]["seed"] = 1
+    io.write_json(second / io.CONFIG, config)
+    zoo.add_run(second, root, "m-seed1", "tiny beta-VAE, seed 1")
+    return root
+
+
+def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, capsys):
+    argv = ["reproduce", "--zoo", str(two_seed_zoo), "--table", str(tmp_path / "R.md"), "--figures", str(tmp_path / "fig"),
+            "--num-train", "300", "--num-test", "200"]
+    assert main(argv) == 0
+    text = (tmp_path / "R.md").read_text()
+    row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE")]
+    assert len(row) == 1 and "| 2 |" in row[0] and "±" in row[0]  # two seeds, one row, mean ± sd
+    assert (tmp_path / "fig" / "tc_mean_vs_sampled.png").stat().st_size > 1000
+    stored = io.read_json(two_seed_zoo / "m-seed0" / io.METRICS)["evaluation"]
+    assert stored["settings"]["num_train"] == 300
+    stamp = (two_seed_zoo / "m-seed0" / io.METRICS).stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "stored evaluation" in capsys.readouterr().out
+    assert (two_seed_zoo / "m-seed0" / io.METRICS).stat().st_mtime_ns == stamp
+
+
+def _row(label, model, mean_tc, sampled_tc, recon):
+    row = {"label": label, "model": model, "seeds": 1}
+    row.update({c[0]: (None, None) for c in reproduce.COLUMNS})
+    row.update({"TC mean codes (Gaussian)": (mean_tc, None), "TC sampled codes (Gaussian)": (sampled_tc, None), "recon": (recon, None)})
+    return row
+
+
+def test_claims_decide_with_the_numbers():
+    table = [_row("tcvae", "beta_tcvae", 1.0, 0.01, 100.0), _row("fvae", "factor_vae", 0.6, 0.02, 100.0),
+             _row("rtc good", "rtc_vae", 0.2, 0.01, 109.0), _row("rtc blurry", "rtc_vae", 0.1, 0.01, 115.0),
+             _row("rtc weak", "rtc_vae", 0.4, 0.01, 90.0)]
+    lines = reproduce.claims(table)
+    assert lines[0].startswith("(1) tcvae") and lines[0].endswith("holds (criterion: sampled < 0.1 nats and mean > 3x sampled).")
+    verdicts = {line.split(":")[0]: "does not hold" not in line for line in lines[2:]}
+    assert verdicts == {"(2) rtc good": True, "(2) rtc blurry": False, "(2) rtc weak": False}
