@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import shutil
 import threading
 import time
@@ -409,3 +410,17 @@ class _Both(Callback):
     def on_end(self, **kwargs):
         for cb in self.callbacks:
             cb.on_end(**kwargs)
+
+
+def test_the_stored_command_retrains_the_same_config(tmp_path):
+    from mtc_core.__main__ import main
+
+    config = TrainConfig(model="dip_vae", model_params={"latent_dim": 3, "hidden": 16, "lambda_od": 5.0, "lambda_d": None,
+                                                        "dip_type": "ii"}, dataset={"name": "toy"}, steps=3, batch_size=8,
+                         eval_every=3, eval_size=8, device="cpu")
+    out = tmp_path / "a dir with spaces"
+    command = training.cli_command(config, out)
+    assert main(shlex.split(command)[3:]) == 0
+    stored = io.read_json(out / io.CONFIG)
+    assert stored["train"]["steps"] == 3 and stored["model"]["params"]["dip_type"] == "ii"
+    assert stored["model"]["params"]["lambda_d"] == 5.0  # None: type ii's default, lambda_od

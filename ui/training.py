@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import threading
 import time
 import uuid
@@ -162,9 +163,10 @@ def is_training(run_dir: str | Path) -> bool:
 
 def cli_command(config: TrainConfig, run_dir: Path) -> str:
     """The equivalent `python -m mtc_core train` command line, stored in config.json."""
-    args = ["python -m mtc_core train", f"--out {run_dir}", f"--dataset '{json.dumps(config.dataset)}'"]
+    args = ["--out", str(run_dir), "--dataset", json.dumps(config.dataset)]
     for f in dataclasses.fields(config):
         if f.name not in ("model_params", "dataset"):
-            args.append(f"--{f.name.replace('_', '-')} {getattr(config, f.name)}")
-    args += [f"--{k.replace('_', '-')} {v}" for k, v in config.model_params.items()]
-    return " ".join(args)
+            args += [f"--{f.name.replace('_', '-')}", str(getattr(config, f.name))]
+    for key, value in config.model_params.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return "python -m mtc_core train " + shlex.join(args)
