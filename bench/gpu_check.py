@@ -1,8 +1,8 @@
 """The GPU check of the pipeline: each variant trains `--steps` steps on cuda and on cpu with the same seed; compares
 the first losses and prints steps/s on both devices as a markdown table for bench/RESULTS.md. The first step sees
 the same initial weights (initialised on the CPU, then moved) and the same batch (numpy), but its reparameterisation
-noise comes from each device's own generator, so the losses agree to the noise of one sample of eps (~1e-3
-relative), not to float rounding; two runs on the same device agree exactly.
+noise comes from each device's own generator, so the losses agree up to the effect of one draw of eps
+(not to float rounding); two runs on the same device agree exactly.
 
     python bench/gpu_check.py --steps 300            # on a machine with CUDA
     python bench/gpu_check.py --steps 20 --devices cpu   # the same code path on CPU only
