@@ -67,6 +67,7 @@ def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = 
         config = io.read_json(path / io.CONFIG)
         params = {k: v for k, v in config["model"]["params"].items() if k != "dataset_size"}
         rows.append({"label": entry.get("label", path.name), "model": config["model"]["name"], "seed": config["train"]["seed"],
+                     "dataset": config["dataset"]["name"],
                      "group": json.dumps([config["model"]["name"], params, config["dataset"]], sort_keys=True),
                      "evaluation": evaluation})
     return rows
@@ -79,7 +80,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         groups.setdefault(row["group"], []).append(row)
     table = []
     for members in groups.values():
-        out = {"label": members[0]["label"].replace(", seed 0", ""), "model": members[0]["model"], "seeds": len(members)}
+        first = members[0]
+        out = {"label": first["label"], "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members)}
         for title, rep, path in COLUMNS:
             values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
             out[title] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None) if values else (None, None)
@@ -95,7 +97,7 @@ def _cell(pair: tuple[float | None, float | None]) -> str:
 
 
 def claims(table: list[dict]) -> list[str]:
-    """The two statements of the issue, each with the numbers that decide it."""
+    """The two statements of the issue, each with the numbers that decide it; models are compared within a dataset."""
     mean_tc, sampled_tc, recon = "TC mean codes (Gaussian)", "TC sampled codes (Gaussian)", "recon"
     lines = []
     penalised = [r for r in table if r["model"] in TC_PENALISED]
@@ -105,12 +107,15 @@ def claims(table: list[dict]) -> list[str]:
         lines.append(f"(1) {r['label']}: sampled-code TC {s:.3f}, mean-code TC {m:.3f} ({m / max(s, 1e-12):.0f}x): "
                      f"{'holds' if holds else 'does not hold'} (criterion: sampled < 0.1 nats and mean > 3x sampled).")
     for r in (r for r in table if r["model"] == "rtc_vae"):
-        parts, ok = [], bool(penalised)
-        for p in penalised:
+        rivals = [p for p in penalised if p.get("dataset") == r.get("dataset")]
+        parts, ok = [], bool(rivals)
+        for p in rivals:
             ratio = p[mean_tc][0] / max(r[mean_tc][0], 1e-12)
             recon_change = r[recon][0] / p[recon][0] - 1
             ok &= ratio >= 2 and recon_change <= 0.10  # a lower reconstruction error is no obstacle
             parts.append(f"vs {p['label']}: mean TC {ratio:.1f}x lower, reconstruction {recon_change:+.0%}")
+        if not rivals:
+            parts = [f"no beta-TCVAE or FactorVAE on {r.get('dataset')} to compare with"]
         lines.append(f"(2) {r['label']}: " + "; ".join(parts) + f": {'holds' if ok else 'does not hold'} "
                      "(criterion: >= 2x lower mean TC and a reconstruction error at most 10% above theirs, against both).")
     return lines

@@ -37,7 +37,7 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
 
 
 def _row(label, model, mean_tc, sampled_tc, recon):
-    row = {"label": label, "model": model, "seeds": 1}
+    row = {"label": label, "model": model, "dataset": "toy", "seeds": 1}
     row.update({c[0]: (None, None) for c in reproduce.COLUMNS})
     row.update({"TC mean codes (Gaussian)": (mean_tc, None), "TC sampled codes (Gaussian)": (sampled_tc, None), "recon": (recon, None)})
     return row
@@ -51,3 +51,6 @@ def test_claims_decide_with_the_numbers():
     assert lines[0].startswith("(1) tcvae") and lines[0].endswith("holds (criterion: sampled < 0.1 nats and mean > 3x sampled).")
     verdicts = {line.split(":")[0]: "does not hold" not in line for line in lines[2:]}
     assert verdicts == {"(2) rtc good": True, "(2) rtc blurry": False, "(2) rtc weak": False}
+    other = {**_row("rtc elsewhere", "rtc_vae", 0.01, 0.01, 50.0), "dataset": "shapes2d"}  # no rival on its dataset
+    assert reproduce.claims([*table[:2], other])[-1].endswith("does not hold (criterion: >= 2x lower mean TC and a "
+                                                              "reconstruction error at most 10% above theirs, against both).")
