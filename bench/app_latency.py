@@ -28,16 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = {
-    "Models": "app_pages/1_Models.py",
-    "Dataset": "app_pages/2_Dataset.py",
-    "Traversals": "app_pages/3_Traversals.py",
-    "Mean vs sampled TC": "app_pages/4_Mean_vs_sampled_TC.py",
-    "Theorem": "app_pages/5_Theorem.py",
-    "Factor disintegration": "app_pages/6_Factor_disintegration.py",
-    "Compare": "app_pages/7_Compare.py",
-    "Train": "app_pages/8_Train.py",
-}
+from ui.pages import PAGE_FILES as PAGES  # noqa: E402  (after the sys.path line above)
+
 PAGE_GOAL_S, GRID_GOAL_MS = 1.5, 150
 
 

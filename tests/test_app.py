@@ -22,19 +22,11 @@ from mtc_core.train import Callback, TrainConfig, train
 from mtc_core.traversal import encode_numpy
 from ui import runs, training
 from ui.cache import NUM_POINTS
+from ui.pages import PAGE_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = {
-    "Models": "app_pages/1_Models.py",
-    "Dataset": "app_pages/2_Dataset.py",
-    "Traversals": "app_pages/3_Traversals.py",
-    "Mean vs sampled TC": "app_pages/4_Mean_vs_sampled_TC.py",
-    "Theorem": "app_pages/5_Theorem.py",
-    "Factor disintegration": "app_pages/6_Factor_disintegration.py",
-    "Compare": "app_pages/7_Compare.py",
-    "Train": "app_pages/8_Train.py",
-}
+PAGES = PAGE_FILES
 NEEDS_MODEL = ("Traversals", "Mean vs sampled TC", "Factor disintegration", "Compare")
 TIMEOUT = 60
 TOY_FACTORS = make_dataset("toy").factor_names
