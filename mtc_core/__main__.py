@@ -174,6 +174,8 @@ def cmd_sweep(argv: list[str]) -> int:
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.add_argument("--cpus-per-run", type=int, default=1, help="CPUs (= torch threads) per run")
     parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per run, fractions allowed; runs then use device cuda")
+    parser.add_argument("--only", nargs="+", metavar="PATTERN",
+                        help="train only the runs whose name matches a shell-style pattern, e.g. 'rtc_vae-*' 'vae-seed=0'")
     args = parser.parse_args(argv)
     from mtc_core import sweep
 
@@ -183,7 +185,7 @@ def cmd_sweep(argv: list[str]) -> int:
     try:
         spec = sweep.load_spec(args.spec)
         outcomes = sweep.run_sweep(spec, out, address=args.address, num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run,
-                                   gpus_per_run=args.gpus_per_run, command="python -m mtc_core sweep " + shlex.join(argv))
+                                   gpus_per_run=args.gpus_per_run, only=args.only, command="python -m mtc_core sweep " + shlex.join(argv))
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:

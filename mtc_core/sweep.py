@@ -26,6 +26,7 @@ whose config.json says "complete" and resumes the interrupted ones.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import inspect
 import itertools
 import json
@@ -161,6 +162,19 @@ def expand(spec: dict) -> list[SweepRun]:
     return list(runs.values())
 
 
+def select(runs: list[SweepRun], patterns: list[str] | tuple[str, ...] | None) -> list[SweepRun]:
+    """The runs whose name matches one of the shell-style `patterns` (None: all), in spec order.
+
+    A pattern matching no run is a ValueError naming the runs, so a typo does not train nothing quietly."""
+    if not patterns:
+        return list(runs)
+    names = [r.name for r in runs]
+    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise ValueError(f"no run of the spec matches {', '.join(map(repr, unmatched))}; its runs: {', '.join(names)}")
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
+
+
 def _comparable(train_config: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in train_config.items() if k not in EXECUTION}))
 
@@ -215,9 +229,11 @@ def _duration(seconds: float) -> str:
 
 
 def run_sweep(spec: dict, out: str | Path, *, address: str | None = None, num_cpus: int | None = None, cpus_per_run: int = 1,
-              gpus_per_run: float = 0, command: str = "", log=print) -> list[Outcome]:
+              gpus_per_run: float = 0, only: list[str] | None = None, command: str = "", log=print) -> list[Outcome]:
     """Train every run of `spec` under `out` through Ray; returns one Outcome per run, in finishing order.
 
+    `only`: shell-style patterns on run names (`select`) to train a part of the spec now and the rest by a later
+    call into the same folder; sweep.json still records the whole spec.
     Uses the Ray connection already open in this process, else ray.init(address) (None: a local instance with
     num_cpus CPUs, None: all). `log` receives the progress lines."""
     import ray
@@ -226,12 +242,14 @@ def run_sweep(spec: dict, out: str | Path, *, address: str | None = None, num_cp
         raise ValueError(f"cpus_per_run must be an integer >= 1, got {cpus_per_run!r}")
     if not isinstance(gpus_per_run, int | float) or not 0 <= gpus_per_run <= 64:
         raise ValueError(f"gpus_per_run must be a number in 0..64, got {gpus_per_run!r}")
-    runs = expand(spec)
+    every = expand(spec)
+    runs = select(every, only)
     out = Path(out).resolve()  # workers do not share the driver's working directory
     out.mkdir(parents=True, exist_ok=True)
     todo, outcomes, resumed = plan(runs, out)
-    io.write_json(out / SWEEP, {"spec": spec, "command": command, "runs": [{"name": r.name, "train": dataclasses.asdict(r.config)} for r in runs]})
-    log(f"sweep: {len(runs)} runs in {out}: {sum(o.status == 'skipped' for o in outcomes)} skipped (complete), "
+    io.write_json(out / SWEEP, {"spec": spec, "command": command, "runs": [{"name": r.name, "train": dataclasses.asdict(r.config)} for r in every]})
+    part = f" (of {len(every)}, --only {' '.join(only)})" if len(runs) < len(every) else ""
+    log(f"sweep: {len(runs)} runs{part} in {out}: {sum(o.status == 'skipped' for o in outcomes)} skipped (complete), "
         f"{len(todo)} to train ({resumed} resumed from a checkpoint)")
     for o in outcomes:
         if not o.ok:
