@@ -1,0 +1,44 @@
+"""Total-correlation (TC) estimators, in nats with every constant kept: TC(z) = KL(q(z) || prod_j q(z_j)).
+
+Arrays are points x dims. `minibatch`: differentiable torch estimators used in training losses (MWS, MSS,
+the mean-code penalties). `dataset`: estimates on a whole set of codes (Gaussian, Wasserstein, Monte-Carlo
+over the aggregated posterior, kNN).
+"""
+
+from mtc_core.estimators.dataset import (
+    drop_constant_dims,
+    gaussian_tc,
+    gaussian_wasserstein_correlation,
+    sampled_cov,
+    tc_dataset,
+    tc_knn,
+    validate_points,
+)
+from mtc_core.estimators.minibatch import (
+    LOG_2PI,
+    MEAN_TC_PENALTIES,
+    gaussian_log_density,
+    mean_tc_gaussian,
+    mean_tc_kde,
+    minibatch_log_densities,
+    tc_mss,
+    tc_mws,
+)
+
+__all__ = [
+    "LOG_2PI",
+    "MEAN_TC_PENALTIES",
+    "drop_constant_dims",
+    "gaussian_log_density",
+    "gaussian_tc",
+    "gaussian_wasserstein_correlation",
+    "mean_tc_gaussian",
+    "mean_tc_kde",
+    "minibatch_log_densities",
+    "sampled_cov",
+    "tc_dataset",
+    "tc_knn",
+    "tc_mss",
+    "tc_mws",
+    "validate_points",
+]

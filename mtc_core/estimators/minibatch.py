@@ -1,0 +1,158 @@
+"""Minibatch TC estimators (torch, differentiable), in nats with every constant kept.
+
+Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs" (https://arxiv.org/abs/1802.04942),
+Sec. 3 / App. C.1 (MWS and MSS) on sampled codes, and the mean-code TC penalties of RTC-VAE (DESIGN 1.2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mu, exp(logvar)); broadcasts."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+
+
+def _log_importance_weights(batch_size: int, dataset_size: int, estimator: str, like: torch.Tensor) -> torch.Tensor:
+    """log w[i, j], the weight of q(z_i | x_j) in the estimate of q(z_i).
+
+    mws: w = 1 / (N B) everywhere, Chen et al.'s published estimator (paper App. C.1
+    and their code). These weights sum to 1 / N per row, so where posteriors overlap
+    (the early, unconverged regime) log q(z) is shifted by -log N and the TC by
+    +(D - 1) log N nats; gradients are unaffected. `tc_mws` keeps the published
+    convention (it is what beta-TCVAE implementations optimise and what
+    disentanglement_lib's value plus (D - 1) log(B N) gives); `tc_mss`, whose rows sum
+    to one, is the consistent estimate the trainer logs.
+    mss: the stratified weights of Chen et al. App. C.1 (1/N on the diagonal,
+    (N - M) / (N M) on one off-diagonal per row, 1/M elsewhere, M = B - 1); each
+    row sums to one. (Their reference code fills column 0 instead of the diagonal:
+    rtqichen/beta-tcvae PR #1; fixed here.)
+    """
+    n, b = dataset_size, batch_size
+    if estimator == "mws":
+        return torch.full((b, b), -math.log(n * b), dtype=like.dtype, device=like.device)
+    if estimator == "mss":
+        if b < 3:
+            raise ValueError(f"the mss estimator needs a batch of at least 3 points, got {b}")
+        m = b - 1
+        w = torch.full((b, b), 1.0 / m, dtype=like.dtype, device=like.device)
+        # z_i was drawn from x_i, so 1/N belongs on the diagonal; the stride-(M+1) slicing of Chen et al.'s
+        # reference code puts it in column 0 instead (rtqichen/beta-tcvae PR #1). Rows then sum to
+        # 1/N + (N - M)/(N M) + (M - 1)/M = 1.
+        rows = torch.arange(b, device=like.device)
+        w[rows, rows] = 1.0 / n
+        w[rows, (rows + 1) % b] = (n - m) / (n * m)
+        return w.log()
+    raise ValueError(f"unknown minibatch estimator {estimator!r}; expected 'mws' or 'mss'")
+
+
+def _check_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> None:
+    if z.ndim != 2 or mu.shape != z.shape or logvar.shape != z.shape:
+        shapes = f"{tuple(z.shape)}, {tuple(mu.shape)}, {tuple(logvar.shape)}"
+        raise ValueError(f"z, mu, logvar must share one [B, D] shape, got {shapes}")
+    if z.shape[0] < 2:
+        raise ValueError(f"need at least 2 points in the batch, got {z.shape[0]}")
+    if z.shape[1] == 0:
+        raise ValueError("need at least one latent dimension (D = 0)")
+    if dataset_size < z.shape[0]:
+        raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({z.shape[0]})")
+
+
+def minibatch_log_densities(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int, estimator: str = "mws"
+) -> dict[str, torch.Tensor]:
+    """Per-point log densities for the beta-TCVAE decomposition (Chen et al. Eq. 2).
+
+    z, mu, logvar: [B, D]. Returns tensors [B]: log q(z|x), log q(z),
+    log prod_j q(z_j), log p(z) with p = N(0, I).
+    """
+    _check_posterior(z, mu, logvar, dataset_size)
+    batch = z.shape[0]
+    log_qz_given_xj = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])  # [B, B, D]
+    log_w = _log_importance_weights(batch, dataset_size, estimator, z)  # [B, B]
+    log_qz = torch.logsumexp(log_w + log_qz_given_xj.sum(2), dim=1)
+    log_prod_qzj = torch.logsumexp(log_w[:, :, None] + log_qz_given_xj, dim=1).sum(1)
+    return {
+        "log_qz_given_x": gaussian_log_density(z, mu, logvar).sum(1),
+        "log_qz": log_qz,
+        "log_prod_qzj": log_prod_qzj,
+        "log_pz": gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1),
+    }
+
+
+def tc_mws(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """Minibatch weighted sampling TC estimate (nats), differentiable. z, mu, logvar: [B, D].
+
+    Equals disentanglement_lib's `total_correlation` plus (D - 1) log(B N): that library
+    drops the log(1 / (B N)) weights. Where posteriors overlap it reads (D - 1) log N
+    above the consistent `tc_mss` (see `_log_importance_weights`).
+    """
+    d = minibatch_log_densities(z, mu, logvar, dataset_size, "mws")
+    return (d["log_qz"] - d["log_prod_qzj"]).mean()
+
+
+def tc_mss(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """Minibatch stratified sampling TC estimate (nats), differentiable. z, mu, logvar: [B, D]."""
+    d = minibatch_log_densities(z, mu, logvar, dataset_size, "mss")
+    return (d["log_qz"] - d["log_prod_qzj"]).mean()
+
+
+def _check_means(mu: torch.Tensor) -> None:
+    if mu.ndim != 2:
+        raise ValueError(f"mean codes must be [B, D], got shape {tuple(mu.shape)}")
+    if mu.shape[0] < 2:
+        raise ValueError(f"need at least 2 points, got {mu.shape[0]}")
+    if mu.shape[1] == 0:
+        raise ValueError("need at least one latent dimension (D = 0)")
+
+
+def mean_tc_gaussian(mu: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
+    """Differentiable Gaussian TC of a batch of mean codes: -1/2 log det(R + ridge I) + D/2 log(1 + ridge).
+
+    mu: [B, D]. R is the batch correlation matrix, computed in float64 from
+    standardised codes so that a nearly constant (passive) dimension still
+    counts at full weight: TC_G is scale-invariant per dimension (DESIGN 1.1).
+    The ridge keeps log det finite when B <= D or codes are collinear; the
+    second term makes the result exactly 0 for uncorrelated codes.
+    """
+    _check_means(mu)
+    x = mu.double()
+    x = x - x.mean(0, keepdim=True)
+    x = x / torch.sqrt((x**2).mean(0, keepdim=True) + 1e-24)
+    corr = x.T @ x / x.shape[0]
+    eye = torch.eye(corr.shape[0], dtype=corr.dtype, device=corr.device)
+    ridged = corr + ridge * eye
+    logdet = torch.linalg.slogdet(ridged).logabsdet
+    tc = 0.5 * (torch.log(torch.diagonal(ridged)).sum() - logdet)
+    return tc.to(mu.dtype)
+
+
+def mean_tc_kde(mu: torch.Tensor) -> torch.Tensor:
+    """Differentiable kernel-density TC of a batch of mean codes (nats).
+
+    mu: [B, D]. Each dimension is standardised, then q(mu) and each q(mu_j) are
+    leave-one-out Gaussian kernel density estimates with Silverman's bandwidth
+    h = (4 / ((D + 2) B))^(1 / (D + 4)) (unit-variance data); the same product
+    kernel for the joint and the marginals, so independent codes give ~0.
+    """
+    _check_means(mu)
+    b, dims = mu.shape
+    x = mu.double()
+    x = (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True) + 1e-24)
+    h = (4.0 / ((dims + 2) * b)) ** (1.0 / (dims + 4))
+    logvar = torch.full_like(x, 2 * math.log(h))
+    log_k = gaussian_log_density(x[:, None, :], x[None, :, :], logvar[None, :, :])  # [B, B, D]
+    off_diag = ~torch.eye(b, dtype=torch.bool, device=mu.device)
+    log_norm = math.log(b - 1)
+    mask = torch.where(off_diag, 0.0, -math.inf).to(x)
+    log_joint = torch.logsumexp(log_k.sum(2) + mask, dim=1) - log_norm
+    log_marg = (torch.logsumexp(log_k + mask[:, :, None], dim=1) - log_norm).sum(1)
+    return (log_joint - log_marg).mean().to(mu.dtype)
+
+
+MEAN_TC_PENALTIES = {"gaussian": mean_tc_gaussian, "kde": mean_tc_kde}
