@@ -16,7 +16,6 @@ from mtc_core.estimators.dataset import (
 )
 from mtc_core.estimators.minibatch import (
     LOG_2PI,
-    MEAN_TC_PENALTIES,
     gaussian_log_density,
     mean_tc_gaussian,
     mean_tc_kde,
@@ -27,7 +26,6 @@ from mtc_core.estimators.minibatch import (
 
 __all__ = [
     "LOG_2PI",
-    "MEAN_TC_PENALTIES",
     "drop_constant_dims",
     "gaussian_log_density",
     "gaussian_tc",

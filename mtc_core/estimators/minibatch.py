@@ -154,5 +154,3 @@ def mean_tc_kde(mu: torch.Tensor) -> torch.Tensor:
     log_marg = (torch.logsumexp(log_k + mask[:, :, None], dim=1) - log_norm).sum(1)
     return (log_joint - log_marg).mean().to(mu.dtype)
 
-
-MEAN_TC_PENALTIES = {"gaussian": mean_tc_gaussian, "kde": mean_tc_kde}
