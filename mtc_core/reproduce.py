@@ -9,6 +9,7 @@ mean +- sd over seeds per model, and state with the numbers whether
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -73,15 +74,20 @@ def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = 
     return rows
 
 
+def group_label(label: str) -> str:
+    """A zoo label without its seed ("beta-TCVAE (beta 6), Shapes2D, seed 1" -> "beta-TCVAE (beta 6), Shapes2D")."""
+    return re.sub(r",?\s*seed \d+$", "", label)
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and sd over seeds of every column, per model configuration (the label of its first seed)."""
+    """Mean and sd over seeds of every column, per model configuration (labelled by its first seed's label, seed dropped)."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
     table = []
     for members in groups.values():
         first = members[0]
-        out = {"label": first["label"], "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members)}
+        out = {"label": group_label(first["label"]), "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members)}
         for title, rep, path in COLUMNS:
             values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
             out[title] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None) if values else (None, None)

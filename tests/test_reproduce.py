@@ -26,6 +26,7 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
     text = (tmp_path / "R.md").read_text()
     row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE")]
     assert len(row) == 1 and "| 2 |" in row[0] and "±" in row[0]  # two seeds, one row, mean ± sd
+    assert row[0].startswith("| tiny beta-VAE | 2 |")  # the row is labelled without the first seed's number
     assert (tmp_path / "fig" / "tc_mean_vs_sampled.png").stat().st_size > 1000
     stored = io.read_json(two_seed_zoo / "m-seed0" / io.METRICS)["evaluation"]
     assert stored["settings"]["num_train"] == 300
