@@ -141,36 +141,40 @@ def markdown(table: list[dict], settings: dict, command: str) -> str:
 
 
 def figures(table: list[dict], folder: str | Path) -> list[Path]:
-    """Mean TC against sampled TC per model (with the no-disparity diagonal), and metric bars, as PNGs."""
+    """Mean TC against sampled TC per model (with the no-disparity diagonal), and metric bars, as PNGs: one
+    panel per dataset, since models are only compared within one."""
     from matplotlib.figure import Figure
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.5, 5))
-    ax = fig.subplots()
-    top = 0.0
-    for r in table:
-        (m, m_sd), (s, s_sd) = r["TC mean codes (Gaussian)"], r["TC sampled codes (Gaussian)"]
-        if m is None or s is None:
-            continue
-        ax.errorbar(s, m, xerr=s_sd, yerr=m_sd, fmt="o", capsize=3, label=r["label"])
-        top = max(top, m, s)
-    ax.plot([0, top * 1.1 or 1], [0, top * 1.1 or 1], "k--", lw=1, label="no disparity")
-    ax.set(xlabel="TC of sampled codes (Gaussian, nats)", ylabel="TC of mean codes (Gaussian, nats)", title="Mean vs sampled TC")
-    ax.legend(fontsize=7)
+    datasets = list(dict.fromkeys(r.get("dataset") for r in table)) or [None]
+    fig = Figure(figsize=(6.5 * len(datasets), 5.5))
+    for ax, dataset in zip(fig.subplots(1, len(datasets), squeeze=False)[0], datasets, strict=True):
+        top = 0.0
+        for r in (r for r in table if r.get("dataset") == dataset):
+            (m, m_sd), (s, s_sd) = r["TC mean codes (Gaussian)"], r["TC sampled codes (Gaussian)"]
+            if m is None or s is None:
+                continue
+            ax.errorbar(s, m, xerr=s_sd, yerr=m_sd, fmt="o", capsize=3, label=r["label"])
+            top = max(top, m, s)
+        ax.plot([0, top * 1.1 or 1], [0, top * 1.1 or 1], "k--", lw=1, label="no disparity")
+        ax.set(xlabel="TC of sampled codes (Gaussian, nats)", ylabel="TC of mean codes (Gaussian, nats)",
+               title=f"Mean vs sampled TC, {dataset}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     paths = [folder / "tc_mean_vs_sampled.png"]
     fig.savefig(paths[0], dpi=120)
     names = ["MIG mean", "MIG sampled", "DCI dis. mean", "SAP mean", "FactorVAE mean", "BetaVAE mean"]
-    fig = Figure(figsize=(9, 4.5))
-    ax = fig.subplots()
-    width = 0.8 / max(len(table), 1)
-    for i, r in enumerate(table):
-        ax.bar([j + i * width for j in range(len(names))], [r[n][0] or 0.0 for n in names], width,
-               yerr=[r[n][1] or 0.0 for n in names], label=r["label"], capsize=2)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], labels=names)
-    ax.set(ylabel="score", title="Disentanglement metrics")
-    ax.legend(fontsize=7)
+    fig = Figure(figsize=(10, 4.5 * len(datasets)))
+    for ax, dataset in zip(fig.subplots(len(datasets), 1, squeeze=False)[:, 0], datasets, strict=True):
+        rows = [r for r in table if r.get("dataset") == dataset]
+        width = 0.8 / max(len(rows), 1)
+        for i, r in enumerate(rows):
+            ax.bar([j + i * width for j in range(len(names))], [r[n][0] or 0.0 for n in names], width,
+                   yerr=[r[n][1] or 0.0 for n in names], label=r["label"], capsize=2)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], labels=names)
+        ax.set(ylabel="score", title=f"Disentanglement metrics, {dataset} (mean over seeds, error bars: sd)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(folder / "metrics.png")
     fig.savefig(paths[1], dpi=120)
