@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mtc_core import io, zoo
 from mtc_core.data import make_dataset
+from mtc_core.sweep_results import cell, mean_sd
 
 # (column title, representation, path into the evaluation dict)
 COLUMNS = [
@@ -90,16 +91,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
         out = {"label": group_label(first["label"]), "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members)}
         for title, rep, path in COLUMNS:
             values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
-            out[title] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None) if values else (None, None)
+            out[title] = mean_sd(values)
         table.append(out)
     return table
-
-
-def _cell(pair: tuple[float | None, float | None]) -> str:
-    mean, sd = pair
-    if mean is None:
-        return "-"
-    return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
 
 
 def claims(table: list[dict]) -> list[str]:
@@ -134,7 +128,7 @@ def markdown(table: list[dict], settings: dict, command: str) -> str:
              "Values are mean ± sd over seeds (one seed: no sd). TC in nats; recon = Bernoulli NLL per image (nats).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        lines.append("| " + " | ".join([r["label"], str(r["seeds"]), *[_cell(r[c[0]]) for c in COLUMNS]]) + " |")
+        lines.append("| " + " | ".join([r["label"], str(r["seeds"]), *[cell(*r[c[0]]) for c in COLUMNS]]) + " |")
     lines += ["", "## The claims", "", *[f"- {line}" for line in claims(table)], "",
               "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
     return "\n".join(lines)

@@ -39,7 +39,8 @@ def load_sweep(folder: str | Path) -> list[dict]:
     return rows
 
 
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, sd) over seeds; sd None for one value, both None for none."""
     if not values:
         return None, None
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -76,7 +77,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                "settings": {k: merged[k] for k in shown}, "regulariser": regulariser, "value": merged.get(regulariser),
                "n": len(done), "seeds": sorted(r["seed"] for r in done), "not_complete": len(members) - len(done), "source": source}
         for metric in ("tc_mean", "tc_sampled", "recon"):
-            row[metric], row[f"{metric}_sd"] = _mean_sd([r[prefix + metric] for r in done if r[prefix + metric] is not None])
+            row[metric], row[f"{metric}_sd"] = mean_sd([r[prefix + metric] for r in done if r[prefix + metric] is not None])
         table.append(row)
     order = list(MODELS)
     return sorted(table, key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), r["model"],
@@ -90,7 +91,8 @@ SOURCES = {
 }
 
 
-def _cell(mean: float | None, sd: float | None) -> str:
+def cell(mean: float | None, sd: float | None) -> str:
+    """A table cell: '0.123 ± 0.004', '0.123' without an sd, '-' without a value."""
     if mean is None:
         return "-"
     return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
@@ -104,8 +106,8 @@ def markdown_table(table: list[dict]) -> str:
         seeds = ",".join(map(str, r["seeds"])) or "-"
         if r["not_complete"]:
             seeds += f" (+{r['not_complete']} not complete)"
-        lines.append(f"| {r['model']} | {r['setting']} | {seeds} | {_cell(r['tc_mean'], r['tc_mean_sd'])} | "
-                     f"{_cell(r['tc_sampled'], r['tc_sampled_sd'])} | {_cell(r['recon'], r['recon_sd'])} |")
+        lines.append(f"| {r['model']} | {r['setting']} | {seeds} | {cell(r['tc_mean'], r['tc_mean_sd'])} | "
+                     f"{cell(r['tc_sampled'], r['tc_sampled_sd'])} | {cell(r['recon'], r['recon_sd'])} |")
     return "\n".join(lines) + "\n"
 
 
