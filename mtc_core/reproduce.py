@@ -81,7 +81,11 @@ def group_label(label: str) -> str:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Mean and sd over seeds of every column, per model configuration (labelled by its first seed's label, seed dropped)."""
+    """Mean and sd over seeds of every column, per model configuration (labelled by its first seed's label, seed
+    dropped). Rows come grouped by dataset (in order of first appearance), then in the model registry's order
+    (baselines first, RTC-VAE last), then in zoo order: not in the order the models happened to be trained."""
+    from mtc_core.models import MODELS
+
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
@@ -93,7 +97,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
             values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
             out[title] = mean_sd(values)
         table.append(out)
-    return table
+    datasets = list(dict.fromkeys(r["dataset"] for r in table))
+    models = list(MODELS)
+    return sorted(table, key=lambda r: (datasets.index(r["dataset"]),
+                                        models.index(r["model"]) if r["model"] in models else len(models)))
 
 
 def claims(table: list[dict]) -> list[str]:

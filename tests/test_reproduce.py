@@ -55,3 +55,18 @@ def test_claims_decide_with_the_numbers():
     other = {**_row("rtc elsewhere", "rtc_vae", 0.01, 0.01, 50.0), "dataset": "shapes2d"}  # no rival on its dataset
     assert reproduce.claims([*table[:2], other])[-1].endswith("does not hold (criterion: >= 2x lower mean TC and a "
                                                               "reconstruction error at most 10% above theirs, against both).")
+
+
+def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():
+    def row(label, model, dataset, seed, tc):
+        return {"label": f"{label}, seed {seed}", "model": model, "seed": seed, "dataset": dataset,
+                "group": f"{model}/{dataset}", "evaluation": {"mean": {"gaussian_tc": tc}, "recon": 1.0}}
+
+    rows = [row("RTC", "rtc_vae", "toy", 0, 0.1), row("VAE", "vae", "shapes2d", 0, 0.5), row("TCVAE", "beta_tcvae", "toy", 0, 1.0),
+            row("VAE", "vae", "toy", 0, 0.3), row("TCVAE", "beta_tcvae", "toy", 1, 2.0)]
+    table = reproduce.aggregate(rows)
+    assert [(r["dataset"], r["label"], r["seeds"]) for r in table] == [
+        ("toy", "VAE", 1), ("toy", "TCVAE", 2), ("toy", "RTC", 1), ("shapes2d", "VAE", 1)]
+    mean, sd = table[1]["TC mean codes (Gaussian)"]
+    assert mean == pytest.approx(1.5) and sd == pytest.approx(0.7071, abs=1e-4)  # sample sd of {1, 2}
+    assert table[1]["TC sampled codes (Gaussian)"] == (None, None)  # a column no seed has stays empty
