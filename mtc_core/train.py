@@ -252,9 +252,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
         checkpoint(step, status, message)
         final_step = step
     metrics_path = run_dir / io.METRICS
-    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
-    metrics["training"] = {"steps_per_s": (step - start) / elapsed if elapsed > 0 else None, "device": str(device)}
-    io.write_json(metrics_path, io.json_safe(metrics))
+    if step > start:  # resuming a finished run trains nothing: keep the speed it was trained at
+        metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+        metrics["training"] = {"steps_per_s": (step - start) / elapsed if elapsed > 0 else None, "device": str(device)}
+        io.write_json(metrics_path, io.json_safe(metrics))
     for cb in callbacks:
         cb.on_end(status=status, message=message, step=final_step, run_dir=run_dir)
     if status == "diverged":

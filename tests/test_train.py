@@ -80,6 +80,14 @@ def test_resume_continues_exactly(tmp_path, tiny_config):
     assert io.read_history(tmp_path / "part") == io.read_history(tmp_path / "full")
     for name, t in resumed.model.state_dict().items():
         assert torch.equal(t, full.model.state_dict()[name]), name
+    speed = io.read_json(tmp_path / "part" / io.METRICS)["training"]["steps_per_s"]
+    assert speed > 0
+    again = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "part", resume=True)
+    assert again.status == "complete" and again.step == 20  # a finished run: nothing trained, nothing lost
+    assert io.read_history(tmp_path / "part") == io.read_history(tmp_path / "full")
+    assert io.read_json(tmp_path / "part" / io.METRICS)["training"]["steps_per_s"] == speed
+    for name, t in again.model.state_dict().items():
+        assert torch.equal(t, full.model.state_dict()[name]), name
 
 
 def test_device_auto_picks_cpu_without_cuda():
