@@ -172,6 +172,25 @@ def test_shipped_specs_expand():
     assert sweep.expand(sweep.load_spec(REPO / "sweeps" / "toy_demo.yaml"))
 
 
+def test_select_keeps_spec_order_and_refuses_a_pattern_matching_nothing():
+    runs = sweep.expand(SPEC)
+    assert [r.name for r in sweep.select(runs, ["rtc_vae-*seed=1", "beta_tcvae-beta=6-*"])] == [
+        "beta_tcvae-beta=6-seed=0", "beta_tcvae-beta=6-seed=1", "rtc_vae-lambda_t=0.5-seed=1", "rtc_vae-lambda_t=2-seed=1"]
+    assert sweep.select(runs, None) == runs
+    with pytest.raises(ValueError, match="no run of the spec matches 'rtc-\\*'.*beta_tcvae-beta=2-seed=0"):
+        sweep.select(runs, ["beta_tcvae-*", "rtc-*"])
+
+
+def test_only_trains_the_selected_runs_and_records_the_whole_spec(ray_local, tmp_path):
+    lines = []
+    outcomes = sweep.run_sweep(SPEC, tmp_path, only=["rtc_vae-lambda_t=2-*"], log=lines.append)
+    assert sorted(o.name for o in outcomes) == ["rtc_vae-lambda_t=2-seed=0", "rtc_vae-lambda_t=2-seed=1"]
+    assert all(o.status == "complete" for o in outcomes)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["rtc_vae-lambda_t=2-seed=0", "rtc_vae-lambda_t=2-seed=1"]
+    assert len(io.read_json(tmp_path / sweep.SWEEP)["runs"]) == len(sweep.expand(SPEC))
+    assert "2 runs (of 9, --only rtc_vae-lambda_t=2-*)" in lines[0]
+
+
 def test_every_shipped_model_is_a_run_of_the_spec_its_command_names():
     # A zoo model's config.json holds the sweep command that trained it; the spec it names must still give
     # that run the same config, so the command reproduces the model (and zoo.yaml's "same budget" holds).
