@@ -132,25 +132,37 @@ def mean_tc_gaussian(mu: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
     return tc.to(mu.dtype)
 
 
-def mean_tc_kde(mu: torch.Tensor) -> torch.Tensor:
-    """Differentiable kernel-density TC of a batch of mean codes (nats).
+def _kde_log_joint(x: torch.Tensor, h: float) -> torch.Tensor:
+    """Leave-one-out log density of each row of x [B, D] under a Gaussian product kernel of bandwidth h: [B]."""
+    b = x.shape[0]
+    logvar = torch.full_like(x, 2 * math.log(h))
+    log_k = gaussian_log_density(x[:, None, :], x[None, :, :], logvar[None, :, :]).sum(2)  # [B, B]
+    mask = torch.where(torch.eye(b, dtype=torch.bool, device=x.device), -math.inf, 0.0).to(x)
+    return torch.logsumexp(log_k + mask, dim=1) - math.log(b - 1)
 
-    mu: [B, D]. Each dimension is standardised, then q(mu) and each q(mu_j) are
-    leave-one-out Gaussian kernel density estimates with Silverman's bandwidth
-    h = (4 / ((D + 2) B))^(1 / (D + 4)) (unit-variance data); the same product
-    kernel for the joint and the marginals, so independent codes give ~0.
+
+def mean_tc_kde(mu: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Differentiable kernel-density TC of a batch of mean codes (nats), corrected for its small-batch bias.
+
+    mu: [B, D]. Each dimension is standardised; log q(mu) is a leave-one-out Gaussian kernel
+    density estimate with Silverman's bandwidth h = (4 / ((D + 2) B))^(1 / (D + 4)). A plain
+    KDE of TC = E log q(mu) - sum_j E log q(mu_j) is biased where it is trained (batch 64,
+    10 latents: -1.13 +- 0.19 nats on independent codes), because one bandwidth oversmooths
+    the joint far more than the marginals. The same estimate on a copy of the batch whose
+    columns are permuted independently (same marginals, zero TC, the same bias) is
+    subtracted (DESIGN 1.4). The marginal terms of the two are equal (each column holds the
+    same values), so TC_hat = mean_i log q(mu_i) - mean_i log q(mu_perm_i). On independent
+    codes at B = 64, D = 10 it reads +0.02 +- 0.30 (40 seeds) and it rises with the true TC of
+    equicorrelated codes (`bench/estimator_bias.py`). `generator` drives the permutation
+    (the model's own noise source in training, so a resumed run draws the same ones).
     """
     _check_means(mu)
     b, dims = mu.shape
+    if b < 3:
+        raise ValueError(f"the KDE mean-TC needs at least 3 points, got {b}")
     x = mu.double()
     x = (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True) + 1e-24)
     h = (4.0 / ((dims + 2) * b)) ** (1.0 / (dims + 4))
-    logvar = torch.full_like(x, 2 * math.log(h))
-    log_k = gaussian_log_density(x[:, None, :], x[None, :, :], logvar[None, :, :])  # [B, B, D]
-    off_diag = ~torch.eye(b, dtype=torch.bool, device=mu.device)
-    log_norm = math.log(b - 1)
-    mask = torch.where(off_diag, 0.0, -math.inf).to(x)
-    log_joint = torch.logsumexp(log_k.sum(2) + mask, dim=1) - log_norm
-    log_marg = (torch.logsumexp(log_k + mask[:, :, None], dim=1) - log_norm).sum(1)
-    return (log_joint - log_marg).mean().to(mu.dtype)
-
+    order = torch.rand(b, dims, generator=generator, device=mu.device).argsort(0)
+    permuted = torch.gather(x, 0, order)
+    return (_kde_log_joint(x, h).mean() - _kde_log_joint(permuted, h).mean()).to(mu.dtype)

@@ -47,12 +47,12 @@ class RTCVAEConfig(VAEConfig):
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
 
 
-def mean_tc_penalty(mu: torch.Tensor, method: str, ridge: float = 1e-4) -> torch.Tensor:
-    """The TC_mean term of RTC-VAE on a batch of means mu [B, D] (nats)."""
+def mean_tc_penalty(mu: torch.Tensor, method: str, ridge: float = 1e-4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The TC_mean term of RTC-VAE on a batch of means mu [B, D] (nats); `generator` drives the KDE's permutation."""
     if method == "gaussian":
         return mean_tc_gaussian(mu, ridge=ridge)
     if method == "kde":
-        return mean_tc_kde(mu)
+        return mean_tc_kde(mu, generator=generator)
     raise ValueError(f"unknown mean-TC estimator {method!r}; expected one of {MEAN_TC_ESTIMATORS}")
 
 
@@ -63,7 +63,7 @@ class RTCVAE(VAE):
         c = self.config
         kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
         tc = kl_decomposition(out, c.dataset_size, c.estimator)["tc"]
-        tc_mean = mean_tc_penalty(out["mu"], c.mean_tc, c.ridge)
+        tc_mean = mean_tc_penalty(out["mu"], c.mean_tc, c.ridge, self.noise)
         ramp = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
         reg = kl + (c.beta - 1) * tc + ramp * c.lambda_t * tc_mean
         return reg, {"kl": kl.item(), "tc": tc.item(), "tc_mean": tc_mean.item()}
