@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from mtc_core import figures
+from mtc_core.estimators import report
 from ui import cache, widgets
 
 st.title("Factor disintegration")
@@ -51,12 +52,14 @@ synthetic = cache.synthetic_split(tau=tau)
 real = cache.headline(path)
 compare = pd.DataFrame({
     "": ["synthetic split", f"this model ({config['model']['name']}, mean codes)"],
-    "Gaussian TC": [synthetic["gaussian_tc"], real["gaussian_tc"]],
-    "kNN TC": [synthetic["knn_tc"], real["knn_tc"]],
+    "Gaussian TC [95% CI]": [f"{synthetic['gaussian_tc']:.3f}", report.describe(real["report"], "mean", "gaussian")],
+    "kNN TC [95% CI]": [f"{synthetic['knn_tc']:.3f}", report.describe(real["report"], "mean", "knn")],
     "MIG": [synthetic["mig"], real["mig"]],
     "max latents per factor": [max(synthetic["report"]["latents_per_factor"]), max(reports["mean"]["latents_per_factor"])],
     "max split ratio": [max(synthetic["report"]["split_ratio"]), max(reports["mean"]["split_ratio"])],
 })
 widgets.table(compare, key="dis_compare", file_name="synthetic_vs_model.csv")
+st.caption(f"The synthetic codes: {cache.NUM_POINTS:,} points, one estimate each. The model's TCs: {real['source']}, "
+           "as on the Mean vs sampled page.")
 synthetic_mi = {"synthetic codes (u // 8, u % 8, v1, v2)": synthetic["report"]["mi_matrix"]}
 widgets.plotly_chart(figures.mi_heatmaps(synthetic_mi, synthetic["factor_names"]), key="dis_synthetic_mi")

@@ -2,13 +2,17 @@
 
 One JSON-serialisable dict, read by the app, the CLI and the zoo:
 {
-  "mean":    {gaussian_tc, dropped_latents, knn_tc, gaussian_wasserstein_correlation(_norm), mutual_info_score,
+  "tc":      estimators.tc_report of the training points: Gaussian and kNN TC of the mean and of the sampled codes
+             (same points, same sizes, 95% intervals), the sampled codes' dataset Monte-Carlo TC, and the split of
+             the Gaussian TC into active latents, passive latents and what lies between them,
+  "mean":    {dropped_latents, gaussian_wasserstein_correlation(_norm), mutual_info_score,
               mig, sap, dci{...}, modularity, explicitness, factor_vae{...}, beta_vae{...}, disintegration{...}},
-  "sampled": {the same, plus dataset_tc (Monte-Carlo TC of the aggregated posterior)},
+  "sampled": {the same},
   "activity": {var_mu[D], mean_sigma2[D], kl[D], active_latents},
   "recon": mean Bernoulli NLL of test images (nats),
   "settings": {sizes and seed used}, "seconds": wall time
 }
+Every TC lives in "tc" only: read it with `estimators.report.value` / `describe`, so a quantity has one value.
 Mean codes are mu(x); sampled codes are mu(x) + exp(logvar / 2) eps (disentanglement_lib's convention).
 """
 
@@ -77,18 +81,13 @@ def _reconstruction(model: VAE, images: np.ndarray) -> float:
 
 
 def evaluate_codes(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray, factors_test: np.ndarray,
-                   factor_names: tuple[str, ...], dci_mode: str = "fast", knn_points: int = 5000) -> dict:
-    """The array-level metrics of one representation (no model needed)."""
+                   factor_names: tuple[str, ...], dci_mode: str = "fast") -> dict:
+    """The array-level metrics of one representation (no model needed); its TCs come from `estimators.tc_report`."""
     kept, dropped = estimators.drop_constant_dims(codes_train)
     out: dict = {"dropped_latents": dropped}
-    if kept.shape[1] >= 2:  # TC needs two latents that vary
+    if kept.shape[1] >= 2:  # needs two latents that vary
         out.update(metrics.unsupervised(kept))
-        out["gaussian_tc"] = out.pop("gaussian_total_correlation")
-        # Points are drawn with replacement, so a small dataset repeats images and its mean codes repeat exactly;
-        # those copies are an artefact of the sampling, and kNN distances of 0 between them inflate the estimate
-        # (toy, 10k draws of 1,728 images: 17.8 nats with copies, 3.4 without). Distinct codes only.
-        distinct = np.unique(kept, axis=0)
-        out["knn_tc"] = estimators.tc_knn(distinct[np.random.default_rng(0).permutation(len(distinct))[:knn_points]])
+        del out["gaussian_total_correlation"]  # the same number as tc_report's Gaussian TC: kept in one place
     out["mig"] = metrics.mig(codes_train, factors_train)
     out["sap"] = metrics.sap(codes_train, factors_train, codes_test, factors_test)
     out["dci"] = metrics.dci(codes_train, factors_train, codes_test, factors_test, mode=dci_mode)
@@ -119,9 +118,9 @@ def evaluate(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000
     for rep in REPRESENTATIONS:
         say(f"{rep} codes: array metrics")
         result[rep] = evaluate_codes(train[rep], train["factors"], test[rep], test["factors"], dataset.factor_names, dci_mode)
-    say("sampled codes: dataset TC")
-    result["sampled"]["dataset_tc"] = estimators.tc_dataset(train["mean"], train["logvar"], num_samples=dataset_tc_samples,
-                                                            rng=np.random.default_rng(seed))
+    say("total correlations")
+    result["tc"] = estimators.tc_report(train["mean"], train["logvar"], train["sampled"], seed=seed,
+                                        dataset_mc_samples=dataset_tc_samples)
     shared = _SharedEncoder(model, seed)
     for rep in REPRESENTATIONS:
         say(f"{rep} codes: intervention metrics")

@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from mtc_core.train import history_tc
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[..., C, H, W] floats in [0, 1] -> [..., H, W, C] uint8."""
@@ -150,15 +152,20 @@ def tc_disparity_scatter(mean_tc: list[float], sampled_tc: list[float], labels: 
 
 
 def training_curves(history: list[dict]) -> go.Figure:
-    """Loss terms (left) and the TC of the mean vs the sampled codes (right) against the step, from history records."""
+    """Loss terms (left) and the TC of the mean vs the sampled codes (right) against the step, from history records.
+
+    Both TCs are the Gaussian TC of the held-out batch (`train.eval_record`); a history written before the sampled
+    codes' TC was logged that way has the mean codes' curve only (`train.history_tc`)."""
     steps = [r["step"] for r in history]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (nats)", "total correlation (nats)"), horizontal_spacing=0.1)
     for key, colour in (("train_loss", "black"), ("recon", "#2ca02c"), ("kl", "#9467bd")):
         fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=[r.get("tc_mean") for r in history], name="TC mean (Gaussian)",
-                             line={"color": MEAN_COLOUR}), row=1, col=2)
-    fig.add_trace(go.Scatter(x=steps, y=[r.get("tc_sampled") for r in history], name="TC sampled (minibatch)",
-                             line={"color": SAMPLED_COLOUR}), row=1, col=2)
+    n = next((r["tc_n"] for r in reversed(history) if "tc_n" in r), None)
+    size = f", batch of {n}" if n else ""
+    for code, colour in (("mean", MEAN_COLOUR), ("sampled", SAMPLED_COLOUR)):
+        values = [history_tc(r, code) for r in history]
+        if any(v is not None for v in values):
+            fig.add_trace(go.Scatter(x=steps, y=values, name=f"TC {code} codes (Gaussian{size})", line={"color": colour}), row=1, col=2)
     fig.update_xaxes(title_text="step")
     fig.update_layout(height=360, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.25})
     return fig

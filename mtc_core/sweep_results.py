@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from mtc_core import io
+from mtc_core.estimators import report
 from mtc_core.models import MODELS
 from mtc_core.sweep import EXECUTION, PER_RUN, REGULARISERS, format_value
+from mtc_core.train import history_tc
 
 
 def load_sweep(folder: str | Path) -> list[dict]:
     """One row per run directory (a sub-folder with config.json) of a sweep folder, sorted by name.
 
     Keys: run, run_dir, model, seed, status, step, params (the model's full config), train (the other train
-    settings), tc_mean, tc_sampled, recon (history.jsonl's last record: Gaussian TC of the mean codes and MSS
-    TC of the sampled codes on the held-out batch) and eval_tc_mean, eval_tc_sampled, eval_recon (metrics.json
-    "evaluation": Gaussian TC of mean and sampled codes; None where there is no evaluation)."""
+    settings), tc_mean, tc_sampled, recon (history.jsonl's last record: Gaussian TC of the mean and of the sampled
+    codes on the held-out batch, `train.history_tc`) and eval_tc_mean, eval_tc_sampled, eval_recon (metrics.json
+    "evaluation": its TC report's Gaussian TC of mean and sampled codes; None where there is no evaluation)."""
     rows = []
     for run_dir in sorted(p for p in Path(folder).iterdir() if (p / io.CONFIG).is_file()):
         config = io.read_json(run_dir / io.CONFIG)
@@ -32,9 +34,9 @@ def load_sweep(folder: str | Path) -> list[dict]:
             "run": run_dir.name, "run_dir": str(run_dir), "model": config["model"]["name"], "seed": train_config.get("seed"),
             "status": config.get("status"), "step": config.get("step"), "params": config["model"].get("params", {}),
             "train": {k: v for k, v in train_config.items() if k not in (*PER_RUN, *EXECUTION)},
-            "tc_mean": last.get("tc_mean"), "tc_sampled": last.get("tc_sampled"), "recon": last.get("recon"),
-            "eval_tc_mean": evaluation.get("mean", {}).get("gaussian_tc"),
-            "eval_tc_sampled": evaluation.get("sampled", {}).get("gaussian_tc"), "eval_recon": evaluation.get("recon"),
+            "tc_mean": history_tc(last, "mean"), "tc_sampled": history_tc(last, "sampled"), "recon": last.get("recon"),
+            "eval_tc_mean": report.value(evaluation.get("tc"), "mean", "gaussian"),
+            "eval_tc_sampled": report.value(evaluation.get("tc"), "sampled", "gaussian"), "eval_recon": evaluation.get("recon"),
         })
     return rows
 
@@ -85,9 +87,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 
 SOURCES = {
-    "history": "history.jsonl, last record: TC mean = Gaussian TC of the mean codes, TC sampled = minibatch (MSS) TC of the "
-               "sampled codes, both on the held-out batch; recon = Bernoulli NLL (nats)",
-    "evaluation": "metrics.json evaluation: Gaussian TC of the mean and of the sampled codes; recon = Bernoulli NLL of test images (nats)",
+    "history": "history.jsonl, last record: Gaussian TC of the mean and of the sampled codes of the held-out batch; "
+               "recon = Bernoulli NLL (nats)",
+    "evaluation": "metrics.json evaluation: Gaussian TC of the mean and of the sampled codes (evaluate's points); "
+                  "recon = Bernoulli NLL of test images (nats)",
 }
 
 

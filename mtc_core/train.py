@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from mtc_core import io
 from mtc_core.data import GroundTruthDataset, make_dataset
-from mtc_core.estimators import mean_tc_gaussian, tc_mss
+from mtc_core.estimators import drop_constant_dims, gaussian_tc
 from mtc_core.models import VAE, build_model, model_class
 from mtc_core.models.base import dataclass_from_dict, gaussian_kl
 
@@ -113,8 +113,13 @@ class TrainResult:
 
 
 @torch.no_grad()
-def eval_record(model: VAE, x: torch.Tensor, dataset_size: int) -> dict[str, Any]:
-    """Loss terms and the two TCs on a held-out batch: what history.jsonl records."""
+def eval_record(model: VAE, x: torch.Tensor) -> dict[str, Any]:
+    """Loss terms and the two TCs on a held-out batch: what history.jsonl records.
+
+    The TCs of the mean and of the sampled codes use one estimator on the same points (the Gaussian TC of
+    np.cov over the batch, as `evaluate`'s; DESIGN 1.4), so the curves compare like with like. The minibatch
+    MSS/MWS estimates are training signals, biased at a batch far smaller than the dataset, and not logged.
+    """
     was_training = model.training
     model.eval()
     mu, logvar = model.encode(x)
@@ -122,15 +127,35 @@ def eval_record(model: VAE, x: torch.Tensor, dataset_size: int) -> dict[str, Any
     recon = model.reconstruction(x, model.decode(z)).item()
     kl_per_dim = gaussian_kl(mu, logvar).mean(0)
     model.train(was_training)
+    mu_np, z_np = mu.detach().double().cpu().numpy(), z.detach().double().cpu().numpy()
     return {
         "recon": recon,
         "kl": kl_per_dim.sum().item(),
         "elbo": -(recon + kl_per_dim.sum().item()),
         "kl_per_dim": kl_per_dim.tolist(),
-        "tc_sampled": tc_mss(z, mu, logvar, max(dataset_size, x.shape[0])).item(),  # minibatch (MSS) on sampled codes
-        "tc_mean": mean_tc_gaussian(mu, ridge=1e-8).item(),  # Gaussian TC of the batch of mean codes
+        **{f"tc_gaussian_{code}": batch_gaussian_tc(codes) for code, codes in (("mean", mu_np), ("sampled", z_np))},
+        "tc_n": x.shape[0],
         "active_dims": int((mu.var(0) > 0.01).sum().item()),  # Var_x(mu_j) > 0.01 (Burda et al. 2016)
     }
+
+
+def batch_gaussian_tc(codes: np.ndarray) -> float | None:
+    """Gaussian TC of codes [B, D] over their non-constant latents; None when fewer than two vary."""
+    kept, _ = drop_constant_dims(codes)
+    if kept.shape[1] < 2:
+        return None
+    return gaussian_tc(np.cov(kept, rowvar=False))
+
+
+def history_tc(record: dict, code: str) -> float | None:
+    """The Gaussian TC of the `code` ("mean" | "sampled") codes of one history record, None when not logged.
+
+    Histories written before the TCs were logged alike kept the same Gaussian TC of the mean codes as "tc_mean"
+    (a ridge of 1e-8 apart); their "tc_sampled" was the minibatch MSS, biased at batch 512 against the dataset
+    size (negative on most Shapes2D runs), so it is not read.
+    """
+    value = record.get(f"tc_gaussian_{code}", record.get("tc_mean") if code == "mean" else None)
+    return value if isinstance(value, int | float) else None
 
 
 def _optimizers(model: VAE, main: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
@@ -233,7 +258,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
         for cb in callbacks:
             cb.on_step(step=step, logs=logs)
         if step % config.eval_every == 0 or step == config.steps:
-            record = {"step": step, "train_loss": logs["loss"], **eval_record(model, x_eval, len(dataset))}
+            record = {"step": step, "train_loss": logs["loss"], **eval_record(model, x_eval)}
             history.append(record)
             for cb in callbacks:
                 cb.on_eval(step=step, record=record)
@@ -280,8 +305,9 @@ class TqdmCallback(Callback):
             self.bar.set_postfix(loss=f"{logs['loss']:.1f}")
 
     def on_eval(self, *, step, record):
-        self.bar.write(f"step {step}: recon {record['recon']:.2f} kl {record['kl']:.2f} "
-                       f"tc_sampled {record['tc_sampled']:.3f} tc_mean {record['tc_mean']:.3f} active {record['active_dims']}")
+        tc = {code: history_tc(record, code) for code in ("mean", "sampled")}
+        self.bar.write(f"step {step}: recon {record['recon']:.2f} kl {record['kl']:.2f} Gaussian TC (n {record['tc_n']}) "
+                       f"mean {tc['mean'] or 0:.3f} sampled {tc['sampled'] or 0:.3f} active {record['active_dims']}")
 
     def on_end(self, *, status, message, step, run_dir):
         self.bar.close()

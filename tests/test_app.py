@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from mtc_core import estimators, io, theory
 from mtc_core.data import make_dataset
+from mtc_core.estimators.report import describe as report_describe
 from mtc_core.train import Callback, TrainConfig, train
 from mtc_core.traversal import encode_numpy
 from ui import runs, training
@@ -169,11 +170,19 @@ def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
     np.testing.assert_allclose(np.diag(sampled_z), 1.0)
     assert np.abs(sampled_z - expected).max() < 0.15
 
+    # The TC table: one estimator per row, the same points for both codes, each value with its 95% interval
+    # (no stored evaluation here, so computed on the page's points, which the caption says).
     table = at.dataframe[0].value
+    z = mu + np.exp(0.5 * logvar) * np.random.default_rng([0, 1]).standard_normal(mu.shape)  # the page's draw
+    report = estimators.tc_report(mu, logvar, z, seed=0)
     gaussian = table.iloc[0]
-    np.testing.assert_allclose(gaussian["mean codes"], estimators.gaussian_tc(np.cov(mu, rowvar=False)), rtol=1e-6)
-    np.testing.assert_allclose(gaussian["sampled codes"], estimators.gaussian_tc(cov), rtol=1e-6)
-    assert np.isfinite(table["sampled codes"].astype(float)).all()
+    assert gaussian["mean codes"].startswith(f"{estimators.gaussian_tc(np.cov(mu, rowvar=False)):.3f} [")
+    assert gaussian["sampled codes"].startswith(f"{estimators.gaussian_tc(np.cov(z, rowvar=False)):.3f} [")
+    assert table.iloc[1]["mean codes"] == report_describe(report, "mean", "knn")
+    assert any("computed here on" in c.value for c in at.caption)
+    split = at.dataframe[1].value.set_index("part")
+    parts = [float(split.loc[p, "mean codes"].split()[0]) for p in split.index[1:]]
+    assert sum(parts) == pytest.approx(float(split.iloc[0]["mean codes"].split()[0]), abs=2e-3)  # active + passive + between
 
 
 def test_latent_pair_select_changes_the_scatter(app_dirs):
@@ -209,7 +218,7 @@ def test_disintegration_page_and_tau(app_dirs):
     table = at.dataframe[0].value
     assert tuple(table["factor"]) == TOY_FACTORS
     synthetic = at.dataframe[1].value.iloc[0]  # u split as (u // 8, u % 8): M = 0.4 and 0.6
-    assert abs(synthetic["Gaussian TC"]) < 0.05 and synthetic["max latents per factor"] == 2
+    assert abs(float(synthetic["Gaussian TC [95% CI]"])) < 0.05 and synthetic["max latents per factor"] == 2
     at.slider(key="dis_tau").set_value(0.5).run()
     assert (at.dataframe[0].value["latents (mean)"] <= table["latents (mean)"]).all()
     assert at.dataframe[1].value.iloc[0]["max latents per factor"] == 1
@@ -239,14 +248,20 @@ def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
 def test_compare_reads_a_stored_evaluation(app_dirs):
     stored = app_dirs["runs"] / "evaluated"
     shutil.copytree(app_dirs["runs"] / "tiny", stored)
-    evaluation = {"mean": {"gaussian_tc": 2.0, "knn_tc": 2.5, "mig": 0.1, "dci": {"disentanglement": 0.3}},
-                  "sampled": {"gaussian_tc": 0.1, "knn_tc": 0.2, "mig": 0.05, "dataset_tc": 0.15},
+    def entry(value):
+        return {"value": value, "ci": [value - 0.01, value + 0.01], "n": 1000}
+
+    tc = {"mean": {"gaussian": entry(2.0), "knn": entry(2.5)}, "sampled": {"gaussian": entry(0.1), "knn": entry(0.2)},
+          "split": {"mean": {"all": entry(2.0), "active": entry(0.5), "passive": entry(0.3), "between": entry(1.2)}},
+          "settings": {"n": 1000, "seed": 0}, "active": [0], "passive": [1], "dropped": []}
+    evaluation = {"tc": tc, "mean": {"mig": 0.1, "dci": {"disentanglement": 0.3}}, "sampled": {"mig": 0.05},
                   "activity": {"active_latents": 3}, "recon": 40.0}
     io.write_json(stored / io.METRICS, {**io.read_json(stored / io.METRICS), "evaluation": evaluation})
     at = open_page("Compare")
     table = at.dataframe[0].value.set_index("model")
     row = table.loc["evaluated"]
     assert row["source"] == "metrics.json" and row["gaussian_tc (mean)"] == 2.0 and row["dci.disentanglement (mean)"] == 0.3
+    assert row["gaussian_tc between (mean)"] == 1.2 and row["gaussian_tc 95% CI (mean)"] == "2.000 [1.990, 2.010]"
     assert table.loc["tiny", "source"] == "computed by the app"
     scatter = plotly_specs(at)[0]["data"][1]
     assert 2.0 in array(scatter["y"]) and 0.1 in array(scatter["x"])
@@ -263,7 +278,7 @@ def test_compare_shows_a_sweep_folder(app_dirs):
         config["model"]["params"]["beta"] = beta
         io.write_json(run / io.CONFIG, config)
         history = io.read_history(run)
-        history[-1]["tc_mean"] = tc_mean
+        history[-1]["tc_gaussian_mean"] = tc_mean
         io.write_history(run, history)
     io.write_json(folder / "sweep.json", {"runs": []})
     at = open_page("Compare")

@@ -23,9 +23,13 @@ def test_result_is_json_and_complete(evaluated):
     _, _, result = evaluated
     json.dumps(result, allow_nan=False)
     for rep in ("mean", "sampled"):
-        for key in ("gaussian_tc", "knn_tc", "mig", "sap", "dci", "modularity_score", "factor_vae", "beta_vae", "disintegration"):
+        for key in ("mig", "sap", "dci", "modularity_score", "factor_vae", "beta_vae", "disintegration"):
             assert key in result[rep], (rep, key)
-    assert "dataset_tc" in result["sampled"]
+        assert "gaussian_tc" not in result[rep] and "knn_tc" not in result[rep]  # every TC lives in result["tc"] only
+        for estimator in ("gaussian", "knn"):
+            entry = result["tc"][rep][estimator]
+            assert entry["ci"][0] <= entry["value"] + 0.05 and entry["value"] - 0.05 <= entry["ci"][1], (rep, estimator)
+    assert "dataset_mc" in result["tc"]["sampled"]
     assert result["settings"]["num_train"] == 600 and result["seconds"] > 0
 
 
@@ -35,8 +39,11 @@ def test_values_equal_the_functions_on_the_same_codes(evaluated):
     factors = dataset.sample_factors(600, rng)
     mu, logvar = encode_numpy(model, dataset.render(factors))
     z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)
-    assert result["mean"]["gaussian_tc"] == pytest.approx(estimators.gaussian_tc(np.cov(mu.T)), rel=1e-9)
-    assert result["sampled"]["gaussian_tc"] == pytest.approx(estimators.gaussian_tc(np.cov(z.T)), rel=1e-9)
+    tc = result["tc"]
+    assert tc["settings"]["n"] == 600
+    assert tc["mean"]["gaussian"]["value"] == pytest.approx(estimators.gaussian_tc(np.cov(mu.T)), rel=1e-9)
+    assert tc["sampled"]["gaussian"]["value"] == pytest.approx(estimators.gaussian_tc(np.cov(z.T)), rel=1e-9)
+    assert tc == estimators.tc_report(mu, logvar, z, seed=3, dataset_mc_samples=200)  # one function, one value
     assert result["mean"]["mig"] == pytest.approx(metrics.mig(mu, factors), abs=1e-12)
     assert result["sampled"]["mig"] == pytest.approx(metrics.mig(z, factors), abs=1e-12)
     np.testing.assert_allclose(result["activity"]["var_mu"], mu.var(0, ddof=1), rtol=1e-9)
@@ -59,13 +66,13 @@ def test_shared_encoder_serves_both_passes_from_one_encoding(evaluated):
 
 
 def test_repeated_images_do_not_inflate_the_knn_tc(rng):
-    # Drawing points with replacement repeats images; exact copies of a code are a sampling artefact.
-    from mtc_core.evaluation import evaluate_codes
-
-    factors = rng.integers(0, 4, size=(400, 2))
-    codes = factors + 0.3 * rng.standard_normal((400, 2))
+    # Drawing points with replacement repeats images; exact copies of a code are a sampling artefact: the kNN
+    # batches take distinct mean codes only, so five copies of each point give the same kNN TC as one.
+    codes = rng.integers(0, 4, size=(400, 2)) + 0.3 * rng.standard_normal((400, 2))
     codes = np.column_stack([codes, codes[:, 0] + 0.5 * rng.standard_normal(400)])
-    once = evaluate_codes(codes, factors, codes, factors, ("a", "b"))
-    repeated = evaluate_codes(np.tile(codes, (5, 1)), np.tile(factors, (5, 1)), codes, factors, ("a", "b"))
-    assert repeated["knn_tc"] == pytest.approx(once["knn_tc"], abs=1e-12)
-    assert repeated["gaussian_tc"] == pytest.approx(once["gaussian_tc"], rel=1e-3)
+    logvar = np.full_like(codes, -2.0)
+    once = estimators.tc_report(codes, logvar, knn_batches=2, knn_points=200)
+    repeated = estimators.tc_report(np.tile(codes, (5, 1)), np.tile(logvar, (5, 1)), knn_batches=2, knn_points=200)
+    assert once["mean"]["knn"]["n"] == repeated["mean"]["knn"]["n"] == 200
+    assert repeated["mean"]["knn"]["value"] == pytest.approx(once["mean"]["knn"]["value"], abs=0.15)
+    assert repeated["mean"]["gaussian"]["value"] == pytest.approx(once["mean"]["gaussian"]["value"], rel=1e-3)

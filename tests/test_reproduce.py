@@ -25,8 +25,9 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
     assert main(argv) == 0
     text = (tmp_path / "R.md").read_text()
     row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE")]
-    assert len(row) == 1 and "| 2 |" in row[0] and "±" in row[0]  # two seeds, one row, mean ± sd
-    assert row[0].startswith("| tiny beta-VAE | 2 |")  # the row is labelled without the first seed's number
+    assert len(row) == 2 and all("±" in r for r in row)  # two seeds, one row in each table (TC, metrics), mean ± sd
+    assert all(r.startswith("| tiny beta-VAE | 2 |") for r in row)  # the row is labelled without the first seed's number
+    assert "## Total correlation" in text and "batches of" in text  # the TC table says how it was estimated
     assert (tmp_path / "fig" / "tc_mean_vs_sampled.png").stat().st_size > 1000
     stored = io.read_json(two_seed_zoo / "m-seed0" / io.METRICS)["evaluation"]
     assert stored["settings"]["num_train"] == 300
@@ -49,9 +50,9 @@ def test_claims_decide_with_the_numbers():
              _row("rtc good", "rtc_vae", 0.2, 0.01, 109.0), _row("rtc blurry", "rtc_vae", 0.1, 0.01, 115.0),
              _row("rtc weak", "rtc_vae", 0.4, 0.01, 90.0)]
     lines = reproduce.claims(table)
-    assert lines[0].startswith("(1) tcvae") and lines[0].endswith("holds (criterion: sampled < 0.1 nats and mean > 3x sampled).")
+    assert lines[0].startswith("(1) tcvae, all latents") and lines[0].endswith("holds (criterion: sampled < 0.1 nats and mean > 3x sampled).")
     verdicts = {line.split(":")[0]: "does not hold" not in line for line in lines[2:]}
-    assert verdicts == {"(2) rtc good": True, "(2) rtc blurry": False, "(2) rtc weak": False}
+    assert verdicts == {"(2) rtc good, all latents": True, "(2) rtc blurry, all latents": False, "(2) rtc weak, all latents": False}
     other = {**_row("rtc elsewhere", "rtc_vae", 0.01, 0.01, 50.0), "dataset": "shapes2d"}  # no rival on its dataset
     assert reproduce.claims([*table[:2], other])[-1].endswith("does not hold (criterion: >= 2x lower mean TC and a "
                                                               "reconstruction error at most 10% above theirs, against both).")
@@ -60,7 +61,8 @@ def test_claims_decide_with_the_numbers():
 def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():
     def row(label, model, dataset, seed, tc):
         return {"label": f"{label}, seed {seed}", "model": model, "seed": seed, "dataset": dataset,
-                "group": f"{model}/{dataset}", "evaluation": {"mean": {"gaussian_tc": tc}, "recon": 1.0}}
+                "group": f"{model}/{dataset}", "evaluation": {"tc": {"mean": {"gaussian": {"value": tc, "ci": [tc - 0.1, tc + 0.1]}}},
+                                                              "recon": 1.0}}
 
     rows = [row("RTC", "rtc_vae", "toy", 0, 0.1), row("VAE", "vae", "shapes2d", 0, 0.5), row("TCVAE", "beta_tcvae", "toy", 0, 1.0),
             row("VAE", "vae", "toy", 0, 0.3), row("TCVAE", "beta_tcvae", "toy", 1, 2.0)]
@@ -83,5 +85,5 @@ def test_claim_two_reports_the_worst_pair_of_seeds():
              row("rtc", "rtc_vae", [0.1, 0.3], [95.0, 99.0])]
     line = reproduce.claims(table)[-1]
     # means: 0.8 / 0.2 = 4.0x, 97 / 95 - 1 = +2%; worst pair: 0.6 / 0.3 = 2.0x, 99 / 90 - 1 = +10%
-    assert "vs tcvae: mean TC 4.0x lower, reconstruction +2% (worst pair of seeds: 2.0x, +10%)" in line
-    assert "vs fvae: mean TC 10.0x lower, reconstruction -3% (worst pair of seeds: 6.7x, -1%)" in line
+    assert "vs tcvae: mean TC 0.800 -> 0.200 (4.0x lower), reconstruction +2% (worst pair of seeds: 2.0x, +10%)" in line
+    assert "vs fvae: mean TC 2.000 -> 0.200 (10.0x lower), reconstruction -3% (worst pair of seeds: 6.7x, -1%)" in line

@@ -114,7 +114,7 @@ def test_aggregate_table_and_plot(swept, tmp_path):
     table = sweep_results.aggregate(rows)
     by_setting = {(r["model"], r["setting"]): r for r in table}
     cell = by_setting[("beta_tcvae", "beta=2")]
-    finals = [io.read_history(folder / f"beta_tcvae-beta=2-seed={s}")[-1]["tc_mean"] for s in (0, 1)]
+    finals = [io.read_history(folder / f"beta_tcvae-beta=2-seed={s}")[-1]["tc_gaussian_mean"] for s in (0, 1)]
     assert cell["n"] == 2 and cell["seeds"] == [0, 1] and cell["source"] == "history"
     assert cell["tc_mean"] == pytest.approx(statistics.mean(finals)) and cell["tc_mean_sd"] == pytest.approx(statistics.stdev(finals))
     assert set(by_setting) >= {("beta_tcvae", "beta=6"), ("rtc_vae", "lambda_t=0.5"), ("rtc_vae", "lambda_t=2")}
@@ -128,8 +128,8 @@ def test_evaluation_numbers_replace_history_when_every_run_has_them(swept, tmp_p
     folder = tmp_path / "copy"
     shutil.copytree(swept[0], folder)
     for k, name in enumerate(GOOD):
-        io.write_json(folder / name / io.METRICS, {"evaluation": {"mean": {"gaussian_tc": float(k)}, "sampled": {"gaussian_tc": 0.5},
-                                                                  "recon": 10.0}})
+        tc = {"mean": {"gaussian": {"value": float(k), "ci": [0, 9]}}, "sampled": {"gaussian": {"value": 0.5, "ci": [0.4, 0.6]}}}
+        io.write_json(folder / name / io.METRICS, {"evaluation": {"tc": tc, "recon": 10.0}})
     table = sweep_results.aggregate(sweep_results.load_sweep(folder))
     cell = next(r for r in table if r["setting"] == "beta=2")
     assert cell["source"] == "evaluation" and cell["tc_mean"] == 0.5 and cell["tc_sampled"] == 0.5 and cell["recon"] == 10.0

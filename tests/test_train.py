@@ -20,7 +20,7 @@ def test_same_seed_same_history(tmp_path, tiny_config):
 
 def test_history_records_the_documented_fields(tiny_run):
     record = io.read_history(tiny_run)[-1]
-    for key in ("step", "train_loss", "recon", "kl", "tc_sampled", "tc_mean", "active_dims", "kl_per_dim"):
+    for key in ("step", "train_loss", "recon", "kl", "tc_gaussian_sampled", "tc_gaussian_mean", "tc_n", "active_dims", "kl_per_dim"):
         assert key in record
     assert record["step"] == 30 and len(record["kl_per_dim"]) == 4
     config = io.read_json(tiny_run / io.CONFIG)

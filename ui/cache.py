@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from mtc_core import disintegration, estimators, figures, io, theory, traversal
 from mtc_core.data import GroundTruthDataset, make_dataset
@@ -66,39 +65,21 @@ def codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict[str, np.ndarray
     return _codes(path, runs.config_mtime(path), n, seed)
 
 
-def _gaussian_tc(codes: np.ndarray) -> float | None:
-    """Gaussian TC of codes [N, D] (np.cov, ddof=1); None when no latent varies."""
-    if codes.shape[1] == 0:
-        return None
-    return estimators.gaussian_tc(np.cov(codes, rowvar=False).reshape(codes.shape[1], codes.shape[1]))
-
-
-def _minibatch_tc(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray, dataset_size: int, batch: int = 256) -> float | None:
-    """Mean of the MSS estimator over consecutive batches, as the trainer logs it; None with fewer points than a batch."""
-    values = [estimators.tc_mss(*(torch.as_tensor(a[i : i + batch]) for a in (z, mu, logvar)), dataset_size).item()
-              for i in range(0, len(mu) - batch + 1, batch)]
-    return float(np.mean(values)) if values else None
-
-
 @st.cache_data(max_entries=16, show_spinner="Estimating total correlations...")
-def _tc_table(path: str, mtime: int, n: int, seed: int) -> dict:
+def _tc_report(path: str, mtime: int, n: int, seed: int) -> dict:
     c = _codes(path, mtime, n, seed)
-    mu, logvar, z = c["mean"], c["logvar"], c["sampled"]
-    kept, dropped = estimators.drop_constant_dims(mu)
-    size = len(dataset(_load(path, mtime)[1]["dataset"]))
-    rows = [
-        ("Gaussian formula -1/2 log det R", _gaussian_tc(kept), estimators.gaussian_tc(estimators.sampled_cov(mu, logvar))),
-        ("minibatch MSS (Chen et al. 2018), batches of 256", None, _minibatch_tc(z, mu, logvar, size)),
-        ("dataset Monte-Carlo (aggregated posterior)", None, estimators.tc_dataset(mu, logvar, num_samples=n, rng=seed)),
-        ("kNN (KSG, Gaussian-reference corrected)", estimators.tc_knn(mu), estimators.tc_knn(z)),
-    ]
-    return {"rows": rows, "dropped": dropped, "n": len(mu)}
+    return estimators.tc_report(c["mean"], c["logvar"], c["sampled"], seed=seed)
 
 
-def tc_table(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict:
-    """TC (nats) of the mean and sampled codes by several estimators: {"rows": [(estimator, mean, sampled)],
-    "dropped": constant mean latents left out of the Gaussian TC, "n": points}. None: not defined for that code."""
-    return _tc_table(path, runs.config_mtime(path), n, seed)
+def tc_report(path: str, n: int = NUM_POINTS, seed: int = 0) -> tuple[dict, str]:
+    """(mtc_core.estimators.tc_report, where it comes from). The stored evaluation's report when the run has
+    one (the numbers `evaluate`, the Models table, Compare and RESULTS.md show); else computed here on the app's
+    `n` encoded points, a smaller sample, which the source says."""
+    stored = runs.read_evaluation(path)
+    if stored is not None:
+        return stored["tc"], f"the run's stored evaluation ({stored['tc']['settings']['n']:,} points, seed {stored['tc']['settings']['seed']})"
+    report = _tc_report(path, runs.config_mtime(path), n, seed)
+    return report, f"computed here on {report['settings']['n']:,} points (no stored evaluation: `python -m mtc_core evaluate` stores one)"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -198,19 +179,16 @@ def disintegration_reports(path: str, tau: float = 0.1, n: int = NUM_POINTS, see
     return _mi(path, runs.config_mtime(path), n, seed, tau)
 
 
-@st.cache_data(max_entries=16, show_spinner="Scoring...")
-def _headline(path: str, mtime: int, n: int, seed: int) -> dict:
+def headline(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict:
+    """Gaussian and kNN TC of the model's mean codes (as `tc_report`: stored or computed here) and their MIG."""
     from mtc_core import metrics
 
-    c = _codes(path, mtime, n, seed)
-    kept, _ = estimators.drop_constant_dims(c["mean"])
-    return {"gaussian_tc": _gaussian_tc(kept),
-            "knn_tc": estimators.tc_knn(kept), "mig": metrics.mig(c["mean"], c["factors"])}
-
-
-def headline(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict:
-    """Gaussian TC, kNN TC and MIG of the model's mean codes."""
-    return _headline(path, runs.config_mtime(path), n, seed)
+    report, source = tc_report(path, n, seed)
+    stored = runs.read_evaluation(path)
+    if stored is not None:
+        return {"report": report, "source": source, "mig": stored["mean"].get("mig")}
+    c = codes(path, n, seed)
+    return {"report": report, "source": source, "mig": metrics.mig(c["mean"], c["factors"])}
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the synthetic split...")
@@ -275,7 +253,7 @@ def comparison(paths: list[str]) -> pd.DataFrame:
     for column in ("gaussian_tc (mean)", "gaussian_tc (sampled)", "knn_tc (mean)", "knn_tc (sampled)"):
         if column not in table:
             table[column] = None
-    first = ["model", *[c for c in table.columns if "_tc (" in c]]
+    first = ["model", *[c for c in table.columns if "_tc" in c]]
     return table[first + [c for c in table.columns if c not in first]]
 
 

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from mtc_core import io, zoo
-from mtc_core.train import resolve_device
+from mtc_core.estimators import report
+from mtc_core.train import history_tc, resolve_device
 from ui import training
 
 REPO = Path(__file__).resolve().parent.parent
-HEADLINE_KEYS = ("recon", "kl", "tc_mean", "tc_sampled", "active_dims")
+HEADLINE_KEYS = ("recon", "kl", "active_dims")
 
 
 def zoo_dir() -> Path:
@@ -88,9 +89,18 @@ def comparable_runs() -> list[RunEntry]:
 
 
 def flatten_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """One table row from an mtc_core.evaluate result: every number of the mean and sampled codes as
+    """One table row from an mtc_core.evaluate result: its TCs first ("gaussian_tc (mean)", with their 95% intervals
+    and the active/passive split of the means), every other number of the mean and sampled codes as
     "name (mean)" / "name (sampled)", nested scores as "metric.key (rep)", then recon and active latents."""
     row: dict[str, Any] = {}
+    tc = evaluation.get("tc")
+    for estimator in ("gaussian", "knn"):
+        for code in ("mean", "sampled"):
+            row[f"{estimator}_tc ({code})"] = report.value(tc, code, estimator)
+            row[f"{estimator}_tc 95% CI ({code})"] = report.describe(tc, code, estimator)
+    for part in ("active", "passive", "between"):
+        row[f"gaussian_tc {part} (mean)"] = report.value(tc, "mean", "gaussian", part)
+    row["dataset_mc_tc (sampled)"] = report.value(tc, "sampled", "dataset_mc")
     for rep in ("mean", "sampled"):
         for name, value in evaluation.get(rep, {}).items():
             if isinstance(value, dict):
@@ -126,13 +136,14 @@ def config_mtime(path: str | Path) -> int:
 
 
 def run_summary(path: str | Path) -> dict[str, Any]:
-    """One row of the Models table: what the run is and its headline numbers (last history record,
-    and the evaluation's mean/sampled Gaussian TC when metrics.json has one)."""
+    """One row of the Models table: what the run is and its headline numbers (last history record); its Gaussian
+    TCs from the stored evaluation (with 95% intervals) when metrics.json has one, else from the last history record."""
     path = Path(path)
     config = io.read_json(path / io.CONFIG)
     train = config.get("train", {})
     params = config.get("model", {}).get("params", {})
-    last = (io.read_history(path) or [{}])[-1]
+    history = io.read_history(path)
+    last = (history or [{}])[-1]
     row = {
         "run": path.name,
         "model": config.get("model", {}).get("name"),
@@ -144,10 +155,20 @@ def run_summary(path: str | Path) -> dict[str, Any]:
     }
     evaluation = read_evaluation(path)
     if evaluation:
-        row["eval_tc_mean"] = evaluation.get("mean", {}).get("gaussian_tc")
-        row["eval_tc_sampled"] = evaluation.get("sampled", {}).get("gaussian_tc")
-        row["eval_mig_mean"] = evaluation.get("mean", {}).get("mig")
+        tc = evaluation["tc"]
+        row["TC mean codes"] = report.describe(tc, "mean", "gaussian")
+        row["TC sampled codes"] = report.describe(tc, "sampled", "gaussian")
+        row["TC of means between active and passive"] = report.describe(tc, "mean", "gaussian", part="between")
+        row["TC from"] = f"evaluate, {tc['settings']['n']:,} points"
+        row["MIG mean"] = evaluation.get("mean", {}).get("mig")
+    elif history:
+        row["TC mean codes"], row["TC sampled codes"] = (_plain(history_tc(last, code)) for code in ("mean", "sampled"))
+        row["TC from"] = f"last training record, batch of {last.get('tc_n', '?')} (no interval)"
     return row
+
+
+def _plain(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def summaries(entries: list[RunEntry]) -> list[dict[str, Any]]:
@@ -170,7 +191,8 @@ def read_evaluation(path: str | Path) -> dict[str, Any] | None:
         evaluation = io.read_json(file).get("evaluation")
     except (io.CheckpointError, AttributeError):
         return None
-    return evaluation if isinstance(evaluation, dict) else None
+    # an evaluation from before the TC report (no "tc") is stale: its TCs had no intervals and mixed sizes
+    return evaluation if isinstance(evaluation, dict) and isinstance(evaluation.get("tc"), dict) else None
 
 
 def device_label() -> str:

@@ -23,12 +23,14 @@ from mtc_core.estimators.minibatch import (
     tc_mss,
     tc_mws,
 )
+from mtc_core.estimators.report import gaussian_tc_split, tc_report
 
 __all__ = [
     "LOG_2PI",
     "drop_constant_dims",
     "gaussian_log_density",
     "gaussian_tc",
+    "gaussian_tc_split",
     "gaussian_wasserstein_correlation",
     "mean_tc_gaussian",
     "mean_tc_kde",
@@ -38,5 +40,6 @@ __all__ = [
     "tc_knn",
     "tc_mss",
     "tc_mws",
+    "tc_report",
     "validate_points",
 ]
