@@ -2,7 +2,8 @@
 
 Arrays are points x dims. `minibatch`: differentiable torch estimators used in training losses (MWS, MSS,
 the mean-code penalties). `dataset`: estimates on a whole set of codes (Gaussian, Wasserstein, Monte-Carlo
-over the aggregated posterior, kNN).
+over the aggregated posterior, kNN). `synthetic`: posteriors with a closed-form aggregate TC, the known
+answers the estimators are checked against (`bench/estimator_bias.py`).
 """
 
 from mtc_core.estimators.dataset import (
@@ -24,6 +25,7 @@ from mtc_core.estimators.minibatch import (
     tc_mws,
 )
 from mtc_core.estimators.report import gaussian_tc_split, tc_report
+from mtc_core.estimators.synthetic import passive_posterior, passive_tc, synthetic_posterior, synthetic_tc
 
 __all__ = [
     "LOG_2PI",
@@ -35,7 +37,11 @@ __all__ = [
     "mean_tc_gaussian",
     "mean_tc_kde",
     "minibatch_log_densities",
+    "passive_posterior",
+    "passive_tc",
     "sampled_cov",
+    "synthetic_posterior",
+    "synthetic_tc",
     "tc_dataset",
     "tc_knn",
     "tc_mss",
