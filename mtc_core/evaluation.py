@@ -80,20 +80,65 @@ def _reconstruction(model: VAE, images: np.ndarray) -> float:
     return model.reconstruction(x, model.decode(mu)).item()
 
 
-def evaluate_codes(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray, factors_test: np.ndarray,
-                   factor_names: tuple[str, ...], dci_mode: str = "fast") -> dict:
-    """The array-level metrics of one representation (no model needed); its TCs come from `estimators.tc_report`."""
-    kept, dropped = estimators.drop_constant_dims(codes_train)
+def unsupervised_codes(codes: np.ndarray) -> dict:
+    """The scores of one representation that need no factors: constant latents, Wasserstein correlation, MI score."""
+    kept, dropped = estimators.drop_constant_dims(codes)
     out: dict = {"dropped_latents": dropped}
     if kept.shape[1] >= 2:  # needs two latents that vary
         out.update(metrics.unsupervised(kept))
         del out["gaussian_total_correlation"]  # the same number as tc_report's Gaussian TC: kept in one place
+    return out
+
+
+def evaluate_codes(codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray, factors_test: np.ndarray,
+                   factor_names: tuple[str, ...], dci_mode: str = "fast") -> dict:
+    """The array-level metrics of one representation (no model needed); its TCs come from `estimators.tc_report`."""
+    out = unsupervised_codes(codes_train)
     out["mig"] = metrics.mig(codes_train, factors_train)
     out["sap"] = metrics.sap(codes_train, factors_train, codes_test, factors_test)
     out["dci"] = metrics.dci(codes_train, factors_train, codes_test, factors_test, mode=dci_mode)
     out.update(metrics.modularity_explicitness(codes_train, factors_train, codes_test, factors_test))
     out["disintegration"] = disintegration.disintegration_report(codes_train, factors_train, factor_names=list(factor_names))
     return out
+
+
+def encoded_points(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000, num_test: int = 5_000,
+                   seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(train, test): the points `evaluate` scores, drawn as it draws them (one generator seeded by `seed`: the
+    training factors, their sampling noise, then the held-out ones). Each a dict of factors [N, K], images and the
+    mean, logvar and sampled codes [N, D]. Saved with `codes_file.save_codes`, `analyse_codes` scores them exactly
+    as `evaluate` does."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    return _sample(dataset, num_train, rng, model), _sample(dataset, num_test, rng, model)
+
+
+def score_points(train: dict, test: dict | None, factor_names: tuple[str, ...] | None, *, seed: int = 0, dci_mode: str = "fast",
+                 dataset_tc_samples: int = 2_000, progress: Callable[[str], None] | None = None) -> dict:
+    """What `evaluate` reports that needs no encoder: {"mean", "sampled", "tc", "activity"} of encoded points.
+
+    train / test: {"mean", "logvar", "sampled": [N, D], "factors": [N, K] or None}. Without factors each
+    representation gets only the scores that need none (`unsupervised_codes`) and `test` is not read.
+    """
+    say = progress or (lambda message: None)
+    result: dict = {}
+    for rep in REPRESENTATIONS:
+        say(f"{rep} codes: array metrics")
+        if train.get("factors") is None:
+            result[rep] = unsupervised_codes(train[rep])
+        else:
+            result[rep] = evaluate_codes(train[rep], train["factors"], test[rep], test["factors"], factor_names, dci_mode)
+    say("total correlations")
+    result["tc"] = estimators.tc_report(train["mean"], train["logvar"], train["sampled"], seed=seed,
+                                        dataset_mc_samples=dataset_tc_samples)
+    var_mu = train["mean"].var(0, ddof=1)
+    result["activity"] = {
+        "var_mu": var_mu.tolist(),
+        "mean_sigma2": np.exp(train["logvar"]).mean(0).tolist(),
+        "kl": latent_activity(train["mean"], train["logvar"]).tolist(),
+        "active_latents": int((var_mu > 0.01).sum()),
+    }
+    return result
 
 
 def evaluate(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000, num_test: int = 5_000, seed: int = 0,
@@ -110,17 +155,10 @@ def evaluate(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000
     """
     t0 = time.perf_counter()
     say = progress or (lambda message: None)
-    model.eval()
-    rng = np.random.default_rng(seed)
     say("encoding")
-    train, test = _sample(dataset, num_train, rng, model), _sample(dataset, num_test, rng, model)
-    result: dict = {}
-    for rep in REPRESENTATIONS:
-        say(f"{rep} codes: array metrics")
-        result[rep] = evaluate_codes(train[rep], train["factors"], test[rep], test["factors"], dataset.factor_names, dci_mode)
-    say("total correlations")
-    result["tc"] = estimators.tc_report(train["mean"], train["logvar"], train["sampled"], seed=seed,
-                                        dataset_mc_samples=dataset_tc_samples)
+    train, test = encoded_points(model, dataset, num_train=num_train, num_test=num_test, seed=seed)
+    result = score_points(train, test, dataset.factor_names, seed=seed, dci_mode=dci_mode,
+                          dataset_tc_samples=dataset_tc_samples, progress=say)
     shared = _SharedEncoder(model, seed)
     for rep in REPRESENTATIONS:
         say(f"{rep} codes: intervention metrics")
@@ -131,13 +169,6 @@ def evaluate(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000
         result[rep]["beta_vae"] = metrics.beta_vae_score(
             encode, dataset, batch_size=intervention_batch, num_train=intervention_points,
             num_eval=max(intervention_points // 2, 1), seed=seed)
-    kl = latent_activity(train["mean"], train["logvar"])
-    result["activity"] = {
-        "var_mu": train["mean"].var(0, ddof=1).tolist(),
-        "mean_sigma2": np.exp(train["logvar"]).mean(0).tolist(),
-        "kl": kl.tolist(),
-        "active_latents": int((train["mean"].var(0, ddof=1) > 0.01).sum()),
-    }
     result["recon"] = _reconstruction(model, test["images"])
     result["settings"] = {"num_train": num_train, "num_test": num_test, "seed": seed, "dci_mode": dci_mode,
                           "intervention_points": intervention_points, "intervention_batch": intervention_batch,
