@@ -11,3 +11,10 @@ def evaluate(model, dataset, **kwargs):
     from mtc_core.evaluation import evaluate as _evaluate  # deferred: sklearn is slow to import
 
     return _evaluate(model, dataset, **kwargs)
+
+
+def analyse_codes(mean, logvar=None, factors=None, **kwargs):
+    """Everything `evaluate` reports that needs no encoder, from any VAE's codes (see mtc_core.analysis)."""
+    from mtc_core.analysis import analyse_codes as _analyse_codes  # deferred like evaluate
+
+    return _analyse_codes(mean, logvar, factors, **kwargs)
