@@ -150,7 +150,7 @@ def test_changed_spec_under_an_old_folder_is_refused(swept):
     (lambda s: s["models"][0].update(grid={"beta": []}), "non-empty list"),
     (lambda s: s["models"][0].update(grid={"betta": [1]}), r"models\[0\].grid: unknown field\(s\) \['betta'\]"),
     (lambda s: s["models"][0].update(grid=[1, 2]), r"models\[0\].grid must be a mapping"),
-    (lambda s: s["models"][0].update(params={"latent_dim": 0}), "latent_dim must be in"),
+    (lambda s: s["models"][0].update(params={"latent_dim": 0}), "latent_dim must be"),
     (lambda s: s["train"].update(lr=-1), "lr must be"),
     (lambda s: s["train"].update(seed=3), r"unknown field\(s\) \['seed'\]"),
     (lambda s: s.update(seeds=[]), "seeds must be"),
@@ -200,3 +200,180 @@ def test_every_shipped_model_is_a_run_of_the_spec_its_command_names():
         assert words[:4] == ["python", "-m", "mtc_core", "sweep"], config["command"]
         runs = sweep.expand(sweep.load_spec(REPO / words[4]))
         assert sweep._comparable(config["train"]) in [sweep._comparable(dataclasses.asdict(r.config)) for r in runs], entry["path"]
+
+
+# ---- hostile specs (issue 12): alias bombs, tags, huge grids, broken run folders, dead cluster addresses
+
+
+def _laughs(levels: int, width: int = 9, where: str = "label") -> str:
+    """A "billion laughs" spec: `width`^`levels` strings from a few hundred bytes of nested aliases."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ndataset: {{name: toy}}\nmodels: [{{name: vae, {where}: *l{levels - 1}}}]\n"
+
+
+@pytest.mark.parametrize("text", [
+    _laughs(7),  # 9^7 = 4.8 M strings in a label
+    _laughs(9, width=5, where="grid"),  # nested mappings expanded by aliases would be a 2 M-run grid
+    "a: &a {x: 1, y: 2}\nb: &b {<<: *a, z: [*a, *a, *a, *a]}\n" + "".join(
+        f"c{i}: &c{i} [{', '.join([f'*c{i - 1}' if i else '*b'] * 8)}]\n" for i in range(7)) + "dataset: {name: toy}\nmodels: []\n",
+])
+def test_yaml_alias_bombs_are_refused_before_anything_is_built(tmp_path, text):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(text)
+    assert len(text) < 1000
+    with pytest.raises(ValueError, match="aliases"):
+        sweep.load_spec(path)
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("dataset: {name: toy}\nmodels: &m [{name: vae, label: *m}]\n")
+    with pytest.raises(ValueError, match="contains itself"):
+        sweep.load_spec(path)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("dataset: !!python/object/apply:os.system [echo pwned]\nmodels: []\n", r"constructor for the tag .*python/object/apply"),
+    ("dataset: !!python/name:os.system\nmodels: []\n", "python/name"),
+    ("dataset: !custom {name: toy}\nmodels: []\n", "!custom"),
+    ("dataset: {name: toy}\nseeds: [2001-12-14]\nmodels: [{name: vae}]\n", r"seeds\[0\] is a date"),
+    ("dataset: {name: toy}\nmodels: [{name: vae, params: !!set {a, b}}]\n", r"models\[0\].params is a set"),
+    ("dataset: {name: toy, path: !!binary aGVsbG8=}\nmodels: [{name: vae}]\n", "dataset.path is a bytes"),
+    ("dataset: {name: toy}\nmodels: [{name: vae, grid: {1: [2]}}]\n", "key 1 in models"),
+    ("dataset: {name: toy\nmodels: [\n", r"not valid YAML: line 2, column \d+"),
+    ("\t- tab", "not valid YAML"),
+    ("[" * 200 + "]" * 200, "nested too deeply"),
+    ("- just\n- a list\n", "a sweep spec is a mapping"),
+    ("", "a sweep spec is a mapping"),
+])
+def test_tags_non_json_values_and_broken_yaml_are_value_errors(tmp_path, text, needle):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=needle):
+        sweep.load_spec(path)
+
+
+def test_spec_files_that_are_not_text_are_refused(tmp_path):
+    binary = tmp_path / "spec.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        sweep.load_spec(binary)
+    big = tmp_path / "big.yaml"
+    big.write_text("dataset: {name: toy}\nmodels: [{name: vae}]\n" + "#" * sweep.MAX_SPEC_BYTES)
+    with pytest.raises(ValueError, match="larger than"):
+        sweep.load_spec(big)
+    with pytest.raises(ValueError, match="not a regular file"):
+        sweep.load_spec(tmp_path)
+    if Path("/dev/zero").exists():
+        with pytest.raises(ValueError, match="not a regular file"):
+            sweep.load_spec("/dev/zero")
+    with pytest.raises(ValueError, match="no such file"):
+        sweep.load_spec(tmp_path / "absent.yaml")
+
+
+def test_the_number_of_runs_is_capped_before_any_config_is_built():
+    grid = {key: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] for key in ("latent_dim", "hidden", "steps", "batch_size", "eval_every")}
+    spec = {"dataset": {"name": "toy"}, "seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "models": [{"name": "vae", "grid": grid}]}
+    assert sweep.count_runs(spec) == 1_000_000
+    with pytest.raises(ValueError, match=r"1,000,000 runs \(vae: 1,000,000\), more than the limit of 1,000.*--max-runs"):
+        sweep.expand(spec)
+    small = json.loads(json.dumps(SPEC))
+    assert sweep.count_runs(small) == len(sweep.expand(small)) == 9
+    with pytest.raises(ValueError, match="9 runs .*limit of 8"):
+        sweep.expand(small, max_runs=8)
+    assert len(sweep.expand(small, max_runs=9)) == 9
+    with pytest.raises(ValueError, match="max_runs must be"):
+        sweep.expand(small, max_runs=0)
+
+
+def test_a_label_must_be_a_short_string():
+    spec = json.loads(json.dumps(SPEC))
+    spec["models"][0]["label"] = ["a", "list"]
+    with pytest.raises(ValueError, match=r"models\[0\].label must be a non-empty string"):
+        sweep.expand(spec)
+    spec["models"][0]["label"] = "x" * 300
+    with pytest.raises(ValueError, match="characters long"):
+        sweep.expand(spec)
+
+
+def test_only_without_a_match_gives_a_short_message():
+    spec = json.loads(json.dumps(SPEC))
+    spec["models"][0]["grid"]["beta"] = list(range(1, 501))  # 1,005 runs
+    runs = sweep.expand(spec, max_runs=2000)
+    for patterns in (["nothing-*"], ["z" * 100_000], [f"nope{i}" for i in range(1000)]):
+        with pytest.raises(ValueError, match="no run of the spec matches") as error:
+            sweep.select(runs, patterns)
+        assert len(str(error.value)) < 1200 and "runs in all" in str(error.value)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"x"', "null", "{not json", '{"train": [1]}', "\udcff"])
+def test_a_run_folder_with_a_broken_config_is_refused_and_left_alone(tmp_path, content):
+    runs = sweep.expand(SPEC)
+    folder = tmp_path / runs[0].name
+    folder.mkdir()
+    (folder / io.CONFIG).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match=f"{runs[0].name}.*(delete|another output folder)"):
+        sweep.plan(runs, tmp_path)
+    assert (folder / io.CONFIG).read_bytes() == content.encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("address", ["bad address", "host", "host:", ":6379", "host:0", "host:65536", "host:12x", "ray://",
+                                     "http://host:6379", "host:6379/path", "a b:1", "\x00:1"])
+def test_malformed_ray_addresses_are_value_errors(address):
+    with pytest.raises(ValueError, match="Ray address .*expected auto, HOST:PORT or ray://HOST:PORT"):
+        sweep.check_address(address)
+
+
+def _server(reply: bytes | None):
+    """A local TCP server answering each connection with `reply` (None: accept and stay silent)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply is not None:
+                conn.recv(64)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_ray_address_where_nothing_answers_times_out_with_a_message(monkeypatch):
+    import socket
+
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    with pytest.raises(ConnectionError, match="refused.*ray start --head"):
+        sweep.check_address(f"127.0.0.1:{port}")
+    silent, address = _server(None)
+    with pytest.raises(ConnectionError, match="no answer within 0.5 s"):
+        sweep.check_address(address, timeout=0.5)
+    silent.close()
+    web, address = _server(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    with pytest.raises(ConnectionError, match="does not speak gRPC"):
+        sweep.check_address(address, timeout=2)
+    web.close()
+    with pytest.raises(ConnectionError, match="cannot resolve host"):
+        sweep.check_address("no-such-host.invalid:6379", timeout=2)
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # ray.init(address=None) would join it
+    with pytest.raises(ConnectionError, match="refused"):
+        sweep.check_address(None)
+
+
+def test_a_grpc_server_passes_the_address_check():
+    settings_frame = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # what an HTTP/2 (gRPC) server sends first, e.g. Ray's GCS
+    server, address = _server(settings_frame)
+    sweep.check_address(address, timeout=2)
+    sweep.check_address("ray://" + address, timeout=2)
+    server.close()
+    sweep.check_address(None)  # a local instance: nothing to check
