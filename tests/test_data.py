@@ -1,9 +1,13 @@
+import io
 import json
+import math
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
 
-from mtc_core.data import DATASETS, DSpritesFile, GroundTruthDataset, Shapes2D, Squares, Toy, make_dataset
+from mtc_core.data import DATASETS, DSpritesFile, GroundTruthDataset, Shapes2D, Squares, Toy, dsprites_file, make_dataset
 from mtc_core.data.shapes2d import ORIENTATIONS, position_pixels, sprite_table
 
 TINY_SIZES = (3, 2, 2, 4, 4)  # shape, scale, orientation, posX, posY of the tiny dSprites-format file
@@ -308,7 +312,7 @@ def test_dsprites_not_an_npz_raises(tmp_path):
         DSpritesFile(broken_zip)
     single = tmp_path / "single.npy"
     np.save(single, np.zeros((2, 64, 64), np.uint8))
-    with pytest.raises(ValueError, match="single array"):
+    with pytest.raises(ValueError, match="single .npy array"):
         DSpritesFile(single)
     with pytest.raises(ValueError, match="not found"):
         DSpritesFile(tmp_path / "absent.npz")
@@ -337,3 +341,166 @@ def test_make_dataset_errors():
         make_dataset({"name": "shapes2d", "size": 32})
     with pytest.raises(ValueError, match="'name' key"):
         make_dataset({"size": 32})
+
+
+# ---- hostile dSprites files (issue 12): headers are checked before any data is read
+
+
+def _zip_with(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _npy_header(shape, descr="|u1", fortran=False) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": fortran, "shape": shape})
+    return buffer.getvalue()
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=isinstance(array, np.ndarray) and array.dtype.hasobject)
+    return buffer.getvalue()
+
+
+def _with_tiny_latents(imgs_member: bytes, n: int = 2) -> dict[str, bytes]:
+    return {"imgs.npy": imgs_member, "latents_classes.npy": _npy(np.zeros((n, 6), np.int64)),
+            "latents_values.npy": _npy(np.zeros((n, 6)))}
+
+
+def test_a_zip_bomb_is_refused_from_its_header_without_decompressing(tmp_path):
+    # 256 MB of zeros declared as a 1-D imgs array deflate to ~250 KB; np.load expanded such a member before the
+    # shape check (2 GB for a 2 MB file)
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("imgs.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header((2**28,)))
+            zeros = bytes(2**22)
+            for _ in range(2**6):
+                member.write(zeros)
+        for key in ("latents_classes", "latents_values"):
+            archive.writestr(f"{key}.npy", _npy(np.zeros((2, 6))))
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"imgs must be uint8 \[N, H, W\].*\(268435456,\)"):
+            DSpritesFile(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+def test_declared_sizes_beyond_deflate_are_refused(tmp_path):
+    data = bytearray(_zip_with(_with_tiny_latents(_npy(np.zeros((2, 4, 4), np.uint8))), zipfile.ZIP_DEFLATED))
+    entry = data.index(b"PK\x01\x02")  # first central directory entry: imgs.npy; uncompressed size at offset 24
+    data[entry + 24: entry + 28] = (2**31).to_bytes(4, "little")
+    path = tmp_path / "forged.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="beyond what deflate achieves"):
+        DSpritesFile(path)
+
+
+@pytest.mark.parametrize("shape, needle", [
+    ((10**18,), r"claims shape \(1000000000000000000,\)"),  # no data behind it: refused, no MemoryError
+    ((2**23, 64, 64), r"claims shape \(8388608, 64, 64\) of uint8 \(34,359,738,368 bytes\) but its member holds 16 bytes"),
+    ((2, 0, 64), "imgs holds zero-size images"),
+    ((0, 64, 64), "holds no images"),
+])
+def test_absurd_or_empty_image_shapes_are_refused_from_the_header(tmp_path, shape, needle):
+    member = _npy_header(shape) + (bytes(math.prod(shape)) if math.prod(shape) < 2**20 else bytes(16))
+    path = tmp_path / "shape.npz"
+    path.write_bytes(_zip_with(_with_tiny_latents(member, n=shape[0] if shape[0] < 10 else 2)))
+    with pytest.raises(ValueError, match=needle):
+        DSpritesFile(path)
+
+
+def test_image_counts_and_sizes_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(dsprites_file, "MAX_IMAGES", 4)
+    monkeypatch.setattr(dsprites_file, "MAX_SIDE", 8)
+    path = tmp_path / "big.npz"
+    path.write_bytes(_zip_with(_with_tiny_latents(_npy(np.zeros((8, 4, 4), np.uint8)), n=8)))
+    with pytest.raises(ValueError, match=r"imgs has shape \(8, 4, 4\); at most 4 images"):
+        DSpritesFile(path)
+    path.write_bytes(_zip_with(_with_tiny_latents(_npy(np.zeros((2, 16, 4), np.uint8)))))
+    with pytest.raises(ValueError, match="up to 8 x 8 pixels"):
+        DSpritesFile(path)
+
+
+def test_truncated_and_non_numeric_members_are_refused(tmp_path):
+    path = tmp_path / "truncated.npz"
+    path.write_bytes(_zip_with(_with_tiny_latents(_npy_header((2, 4, 4)) + bytes(20))))
+    with pytest.raises(ValueError, match=r"claims shape \(2, 4, 4\) of uint8 \(32 bytes\) but its member holds 20 bytes"):
+        DSpritesFile(path)
+    members = _with_tiny_latents(_npy(np.zeros((2, 4, 4), np.uint8)))
+    members["latents_classes.npy"] = _npy(np.array([["a"] * 6] * 2))
+    path.write_bytes(_zip_with(members))
+    with pytest.raises(ValueError, match="latents_classes must be integers, got <U1"):
+        DSpritesFile(path)
+    path.write_bytes(_zip_with({**members, "readme.txt": b"hello"}))
+    with pytest.raises(ValueError, match="'readme.txt' is not an .npy array"):
+        DSpritesFile(path)
+    path.write_bytes(_zip_with(_with_tiny_latents(_npy(np.zeros((2, 4, 4), np.uint8))), zipfile.ZIP_BZIP2))
+    with pytest.raises(ValueError, match="compression method 12; numpy writes stored or deflated"):
+        DSpritesFile(path)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "an empty file"),
+    (b"hello world, not an archive", "a text file starting 'hello world"),
+    (bytes([0x80, 0x04, 0x95]) + b"\x00" * 40, "a Python pickle"),
+    (bytes([0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]) + b"{}", r"starts with the bytes 80 00 00 00"),
+    (b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "an HDF5 file"),
+    (b"\x1f\x8b\x08" + b"\x00" * 40, "a gzip file"),
+    (b"PK\x03\x04" + b"\x00" * 40, "a broken zip archive"),
+])
+def test_a_garbage_file_is_described_not_called_pickled(tmp_path, content, needle):
+    path = tmp_path / "garbage.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=needle) as error:
+        DSpritesFile(path)
+    assert ("pickle" in str(error.value)) == (needle == "a Python pickle")
+
+
+def test_dsprites_path_that_is_not_a_file(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        DSpritesFile(tmp_path)
+    with pytest.raises(ValueError, match="path must be a string"):
+        DSpritesFile(["a", "list"])
+
+
+def test_dsprites_file_with_a_pickled_metadata_member_still_loads(tmp_path):
+    # the real file carries a pickled `metadata` dict next to the arrays: never read, never unpickled
+    arrays = tiny_arrays()
+    path = tmp_path / "with_metadata.npz"
+    np.savez(path, **arrays, metadata=np.array({"title": "dSprites"}, dtype=object))
+    data = DSpritesFile(path)
+    np.testing.assert_array_equal(data.render(data.index_to_factors(np.arange(len(data))))[:, 0], arrays["imgs"])
+
+
+def test_dsprites_file_in_fortran_order_or_big_endian_loads_the_same(tmp_path, tiny_file):
+    arrays = tiny_arrays()
+    expected = DSpritesFile(tiny_file)
+    path = tmp_path / "variants.npz"
+    np.savez(path, imgs=arrays["imgs"], latents_classes=np.asfortranarray(arrays["latents_classes"].astype(">i8")),
+             latents_values=arrays["latents_values"].astype(">f8"))
+    data = DSpritesFile(path)
+    assert data.factor_sizes == expected.factor_sizes == TINY_SIZES
+    factors = data.index_to_factors(np.arange(len(data)))
+    np.testing.assert_array_equal(data.render(factors), expected.render(factors))
+    np.savez(path, imgs=np.asfortranarray(arrays["imgs"]), latents_classes=arrays["latents_classes"],
+             latents_values=arrays["latents_values"])
+    with pytest.raises(ValueError, match="Fortran order"):
+        DSpritesFile(path)
+
+
+def test_dsprites_images_are_read_in_chunks(tmp_path, tiny_file, monkeypatch):
+    # the same images whether the file is read in one block or 7 images at a time
+    whole = DSpritesFile(tiny_file)
+    monkeypatch.setattr(dsprites_file, "CHUNK", 7)
+    chunked = DSpritesFile(tiny_file)
+    factors = whole.index_to_factors(np.arange(len(whole)))
+    np.testing.assert_array_equal(chunked.render(factors), whole.render(factors))

@@ -16,8 +16,10 @@ DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares
 __all__ = ["DATASETS", "DSpritesFile", "GroundTruthDataset", "Shapes2D", "Squares", "Toy", "make_dataset"]
 
 
-def make_dataset(spec: dict | str) -> GroundTruthDataset:
-    """A dataset from {"name": ..., **constructor kwargs} or just its name; ValueError naming what is wrong."""
+def make_dataset(spec: dict | str, image_shape: tuple[int, ...] | None = None) -> GroundTruthDataset:
+    """A dataset from {"name": ..., **constructor kwargs} or just its name; ValueError naming what is wrong.
+
+    `image_shape` (C, H, W): the images a model takes; a dataset rendering other images is refused."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
@@ -31,4 +33,8 @@ def make_dataset(spec: dict | str) -> GroundTruthDataset:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as error:
         raise ValueError(f"bad arguments for dataset {name!r}: {error}; accepted: {inspect.signature(cls)}") from error
-    return cls(**kwargs)
+    dataset = cls(**kwargs)
+    if image_shape is not None and tuple(image_shape) != tuple(dataset.image_shape):
+        raise ValueError(f"dataset {name!r} renders images of shape {tuple(dataset.image_shape)} but the model takes "
+                         f"{tuple(image_shape)}")
+    return dataset

@@ -5,25 +5,30 @@ The file `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz` holds `imgs` uint8 [73
 and is dropped. It is loaded without pickle and checked before use; nothing in the file is executed.
 """
 
+import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mtc_core.data.base import GroundTruthDataset
+from mtc_core.data.npz import NpzArchive
 
 ENV_VAR = "MTC_DSPRITES"
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 KEYS = ("imgs", "latents_classes", "latents_values")
-CHUNK = 65536  # images packed per step, to bound the temporary memory
+CHUNK = 65536  # images read and packed per step, to bound the temporary memory
+MAX_IMAGES = 2**22  # 4.2 M images (dSprites has 737,280)
+MAX_SIDE = 1024  # pixels of an image side (dSprites: 64)
+MAX_PIXELS = 2**33  # pixels in all: 1 GB bit-packed in memory (dSprites: 3.0 G pixels, 377 MB packed)
 
 
 class DSpritesFile(GroundTruthDataset):
     """The dSprites images, looked up by factor tuple: shape, scale, orientation, posX, posY.
 
     Factor sizes are read from the file (max class + 1), so a small file in the same format, e.g. a 3x2x2x4x4 grid,
-    loads too. Images are kept bit-packed (1/8 of the 3 GB the file expands to).
+    loads too. Images are kept bit-packed (1/8 of the 3 GB the file expands to) and are read in chunks, so the
+    file is never held expanded; shapes and dtypes are checked from the array headers before any data is read.
     """
 
     name = "dsprites"
@@ -38,19 +43,29 @@ class DSpritesFile(GroundTruthDataset):
                 f"DSpritesFile needs the path of {FILE_NAME}: pass path=... (CLI flag) or set the environment "
                 f"variable {ENV_VAR}; the file is at https://github.com/deepmind/dsprites-dataset"
             )
+        if not isinstance(path, str | os.PathLike):
+            raise ValueError(f"the dSprites path must be a string, got {type(path).__name__}")
         self.path = Path(path)
-        imgs, classes = _load_checked(self.path)
-        self.factor_sizes = tuple(int(size) for size in classes.max(axis=0) + 1)
-        self.image_shape = (1, *imgs.shape[1:])
-        if len(imgs) != len(self):
-            raise ValueError(
-                f"{self.path}: imgs holds {len(imgs)} images but the latent classes span a grid of "
-                f"{' x '.join(map(str, self.factor_sizes))} = {len(self)}"
-            )
-        if not np.array_equal(self.index_to_factors(np.arange(len(imgs))), classes):
-            raise ValueError(f"{self.path}: latents_classes are not in row-major order (last factor fastest) as in dSprites")
-        self._width = imgs.shape[2]
-        self._packed = np.concatenate([np.packbits(imgs[i : i + CHUNK], axis=-1) for i in range(0, len(imgs), CHUNK)])
+        if not self.path.exists():
+            raise ValueError(f"dSprites file not found: {self.path}")
+        with NpzArchive(self.path) as archive:
+            num_images, height, width = _check_headers(archive)
+            classes = _read_classes(archive, num_images)
+            self.factor_sizes = tuple(int(size) for size in classes.max(axis=0) + 1)
+            self.image_shape = (1, height, width)
+            if math.prod(self.factor_sizes) != num_images:
+                raise ValueError(
+                    f"{self.path}: imgs holds {num_images} images but the latent classes span a grid of "
+                    f"{' x '.join(map(str, self.factor_sizes))} = {math.prod(self.factor_sizes)}"
+                )
+            if not np.array_equal(self.index_to_factors(np.arange(num_images)), classes):
+                raise ValueError(f"{self.path}: latents_classes are not in row-major order (last factor fastest) as in dSprites")
+            self._width = width
+            self._packed = np.empty((num_images, height, (width + 7) // 8), dtype=np.uint8)
+            for start, block in zip(range(0, num_images, CHUNK), archive.chunks("imgs", CHUNK), strict=True):
+                if block.max() > 1:
+                    raise ValueError(f"{self.path}: imgs must be binary (0 or 1) as in dSprites")
+                self._packed[start : start + len(block)] = np.packbits(block, axis=-1)
 
     def _render(self, factors: np.ndarray) -> np.ndarray:
         packed = self._packed[self.factors_to_index(factors)]
@@ -60,37 +75,42 @@ class DSpritesFile(GroundTruthDataset):
         return {"name": self.name, "path": str(self.path)}
 
 
-def _load_checked(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(imgs [N, H, W] uint8 in {0, 1}, factor classes [N, 5] int64) from a dSprites-format npz; ValueError if not."""
-    if not path.is_file():
-        raise ValueError(f"dSprites file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a valid .npz file: {error}") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array, not an .npz archive with keys {KEYS}")
-    with archive:
-        missing = [key for key in KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(f"{path} lacks the key(s) {missing}; a dSprites file has {KEYS}, this one has {archive.files}")
-        try:
-            imgs, classes, values = (archive[key] for key in KEYS)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path}: cannot read the arrays without pickle ({error})") from error
-    if imgs.ndim != 3 or imgs.dtype != np.uint8:
+def _check_headers(archive: NpzArchive) -> tuple[int, int, int]:
+    """(N, H, W) of a dSprites-format archive from its array headers alone; ValueError naming the key otherwise."""
+    path = archive.path
+    missing = [key for key in KEYS if key not in archive.info]
+    if missing:
+        raise ValueError(f"{path} lacks the key(s) {missing}; a dSprites file has {KEYS}, this one has {archive.keys}")
+    for key in KEYS:
+        if archive.info[key].dtype.hasobject:
+            raise ValueError(f"{path}: {key} holds Python objects, which cannot be read without pickle (refused)")
+    imgs = archive.info["imgs"]
+    if len(imgs.shape) != 3 or imgs.dtype != np.uint8:
         raise ValueError(f"{path}: imgs must be uint8 [N, H, W], got {imgs.dtype} {imgs.shape}")
-    for key, array in (("latents_classes", classes), ("latents_values", values)):
-        if array.shape != (len(imgs), 6):
-            raise ValueError(f"{path}: {key} must have shape [{len(imgs)}, 6] (one row per image), got {array.shape}")
-    if not np.issubdtype(classes.dtype, np.integer):
-        raise ValueError(f"{path}: latents_classes must be integers, got {classes.dtype}")
-    if not np.issubdtype(values.dtype, np.floating):
-        raise ValueError(f"{path}: latents_values must be floats, got {values.dtype}")
-    if len(imgs) == 0:
-        raise ValueError(f"{path}: the file holds no images")
+    if imgs.fortran_order:
+        raise ValueError(f"{path}: imgs is stored in Fortran order; dSprites is C order")
+    num_images, height, width = imgs.shape
+    if num_images == 0:
+        raise ValueError(f"{path}: the file holds no images (imgs has shape {imgs.shape})")
+    if height == 0 or width == 0:
+        raise ValueError(f"{path}: imgs holds zero-size images (shape {imgs.shape}, images of {height}x{width} pixels)")
+    if num_images > MAX_IMAGES or max(height, width) > MAX_SIDE or imgs.size > MAX_PIXELS:
+        raise ValueError(f"{path}: imgs has shape {imgs.shape}; at most {MAX_IMAGES:,} images of up to {MAX_SIDE} x {MAX_SIDE} "
+                         f"pixels and {MAX_PIXELS:,} pixels in all are read (dSprites: 737,280 x 64 x 64)")
+    for key, kinds in (("latents_classes", "iu"), ("latents_values", "f")):
+        info = archive.info[key]
+        if info.shape != (num_images, 6):
+            raise ValueError(f"{path}: {key} must have shape [{num_images}, 6] (one row per image), got {info.shape}")
+        if info.dtype.kind not in kinds or info.dtype.fields is not None:
+            raise ValueError(f"{path}: {key} must be {'integers' if kinds == 'iu' else 'floats'}, got {info.dtype}")
+    return num_images, height, width
+
+
+def _read_classes(archive: NpzArchive, num_images: int) -> np.ndarray:
+    """Factor classes [N, 5] int64 (the colour column dropped), each in [0, N)."""
+    classes = archive.read("latents_classes", max_bytes=num_images * 6 * 8)
     if classes.min() < 0 or np.any(classes[:, 0] != 0):
-        raise ValueError(f"{path}: latents_classes must be >= 0 with a single colour class 0 in column 0")
-    if max(int(imgs[i : i + CHUNK].max()) for i in range(0, len(imgs), CHUNK)) > 1:
-        raise ValueError(f"{path}: imgs must be binary (0 or 1) as in dSprites")
-    return imgs, classes[:, 1:].astype(np.int64)
+        raise ValueError(f"{archive.path}: latents_classes must be >= 0 with a single colour class 0 in column 0")
+    if classes.max() >= num_images:
+        raise ValueError(f"{archive.path}: latents_classes reach {classes.max()}, more classes than there are images")
+    return classes[:, 1:].astype(np.int64)
