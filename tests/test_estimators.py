@@ -330,3 +330,112 @@ def test_results_are_plain_floats(rng):
     values = [gaussian_tc(cov), gaussian_wasserstein_correlation(cov), tc_knn(x), tc_dataset(x, x * 0 - 2, num_samples=50, rng=0)]
     assert all(type(v) is float for v in values)
     json.dumps(values)
+
+
+# ---- hostile inputs (issue 12): no silent NaN, inf or complex cast
+
+
+def _posterior(seed=0, n=64, d=4):
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((n, d))
+    mu[:, 1] = 0.8 * mu[:, 0] + 0.6 * mu[:, 1]
+    logvar = rng.standard_normal((n, d)) - 1.0
+    return mu, logvar, mu + np.exp(logvar / 2) * rng.standard_normal((n, d))
+
+
+def _minibatch_calls():
+    return {
+        "tc_mws": lambda z, mu, lv: tc_mws(z, mu, lv, 1000),
+        "tc_mss": lambda z, mu, lv: tc_mss(z, mu, lv, 1000),
+        "mean_tc_gaussian": lambda z, mu, lv: mean_tc_gaussian(mu),
+        "mean_tc_kde": lambda z, mu, lv: mean_tc_kde(mu, generator=torch.Generator().manual_seed(0)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_minibatch_calls()))
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_minibatch_estimators_refuse_non_finite_input_outside_training(name, bad):
+    mu, logvar, z = (torch.as_tensor(a) for a in _posterior())
+    mu[3, 1] = bad
+    with pytest.raises(ValueError, match="mu contains NaN or inf"):
+        _minibatch_calls()[name](z, mu, logvar)
+
+
+@pytest.mark.parametrize("name", list(_minibatch_calls()))
+def test_minibatch_estimators_let_nan_reach_the_loss_inside_a_training_step(name):
+    # the trainer stops a run whose loss is NaN as "diverged"; an exception here would turn that into a crash
+    mu, logvar, z = (torch.as_tensor(a) for a in _posterior())
+    mu[3, 1] = math.nan
+    mu.requires_grad_(True)
+    assert torch.isnan(_minibatch_calls()[name](z, mu, logvar))
+
+
+@pytest.mark.parametrize("name", list(_minibatch_calls()))
+@pytest.mark.parametrize("dtype", [torch.complex128, torch.int64, torch.bool])
+def test_minibatch_estimators_refuse_complex_and_integer_tensors(name, dtype):
+    mu, logvar, z = (torch.as_tensor(a) for a in _posterior())
+    with pytest.raises(ValueError, match="must hold real floating-point numbers"):
+        _minibatch_calls()[name](z.to(dtype), mu.to(dtype), logvar.to(dtype))
+    with pytest.raises(ValueError, match="must be a torch tensor"):
+        _minibatch_calls()[name](*_posterior()[::-1])
+
+
+@pytest.mark.parametrize("fn", [tc_mws, tc_mss])
+def test_minibatch_tc_refuses_a_posterior_variance_that_underflows(fn):
+    mu, logvar, z = (torch.as_tensor(a) for a in _posterior())
+    with pytest.raises(ValueError, match=r"not finite.*logvar spans \[-1e\+30"):
+        fn(mu.clone(), mu, torch.full_like(logvar, -1e30), 1000)  # exp(-logvar) = inf at z = mu: inf * 0
+    with pytest.raises(ValueError, match="dataset_size must be an integer"):
+        fn(z, mu, logvar, 1000.5)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_mean_tc_penalties_are_scale_free_at_any_magnitude(scale):
+    # the squares of 1e200 overflowed and those of 1e-200 underflowed: both gave 0.0 for strongly correlated codes
+    mu = torch.as_tensor(_posterior()[0])
+    expected = mean_tc_gaussian(mu).item()
+    assert expected > 0.2
+    assert mean_tc_gaussian(mu * scale).item() == pytest.approx(expected, rel=1e-9)
+    kde = mean_tc_kde(mu, generator=torch.Generator().manual_seed(1)).item()
+    assert mean_tc_kde(mu * scale, generator=torch.Generator().manual_seed(1)).item() == pytest.approx(kde, rel=1e-9)
+    copy, passive = mu.clone(), mu.clone()
+    copy[:, 2] = mu[:, 0] + 0.1 * mu[:, 3]
+    passive[:, 2] = scale * copy[:, 2]  # a passive latent copying active ones at a tiny (or huge) scale counts in full
+    assert mean_tc_gaussian(passive).item() == pytest.approx(mean_tc_gaussian(copy).item(), rel=1e-9)
+    assert mean_tc_gaussian(copy).item() > expected + 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: sampled_cov(a, np.zeros_like(a)),
+    lambda a: tc_dataset(a, np.zeros_like(a), num_samples=20),
+    lambda a: tc_knn(a),
+    lambda a: gaussian_tc(a.T @ a),
+    lambda a: gaussian_wasserstein_correlation(a.T @ a),
+    lambda a: drop_constant_dims(a),
+])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_dataset_estimators_refuse_complex_input(call, as_tensor):
+    codes = _posterior()[0] + 1j
+    with pytest.raises(ValueError, match="real numbers, got complex"):
+        call(torch.as_tensor(codes) if as_tensor else codes)
+
+
+def test_sampled_cov_refuses_overflow():
+    mu, logvar, _ = _posterior()
+    with pytest.raises(ValueError, match="overflows float64"):
+        sampled_cov(mu * 1e300, logvar)
+    with pytest.raises(ValueError, match="overflows float64"):
+        sampled_cov(mu, np.full_like(logvar, 800.0))
+    np.testing.assert_allclose(sampled_cov(torch.as_tensor(mu, dtype=torch.bfloat16), logvar),
+                               sampled_cov(torch.as_tensor(mu, dtype=torch.bfloat16).float(), logvar))
+
+
+@pytest.mark.parametrize("logvar_value", [1e30, -1e30, 1e4])
+def test_tc_dataset_refuses_posterior_variances_that_overflow(logvar_value):
+    mu, logvar, _ = _posterior()
+    with pytest.raises(ValueError, match="Monte-Carlo TC is not finite.*logvar spans"):
+        tc_dataset(mu, np.full_like(logvar, logvar_value), num_samples=50, rng=0)
+    assert math.isfinite(tc_dataset(mu, np.full_like(logvar, 600.0), num_samples=50, rng=0))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+            tc_dataset(mu, logvar, num_samples=bad)

@@ -1,4 +1,5 @@
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -261,3 +262,113 @@ def test_one_latent_or_unknown_mode_raises(rng):
         mig(codes[:, :1], factors)
     with pytest.raises(ValueError, match="mode"):
         dci(codes, factors, codes, factors, mode="lasso")
+
+
+# ------------------------------------------------------------------ hostile inputs (issue 12)
+
+
+class _Deadline:
+    """Fails the test after `seconds` instead of hanging it (SIGALRM, main thread)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        def expire(*_):
+            raise TimeoutError(f"no answer within {self.seconds} s")
+
+        self.previous = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def _noisy_split(rng, n=300, m=150):
+    factors, codes = factors_and_codes(n, rng, noise=1.0)
+    factors_test, codes_test = factors_and_codes(m, rng, noise=1.0)
+    return codes, factors, codes_test, factors_test
+
+
+def test_sap_on_huge_codes_returns_promptly_with_the_large_scale_value(rng):
+    # TRON's products overflowed past ~1e75 and NaN never met its stopping tests: 1e200 did not return in 400 s.
+    # Far above unit scale the one-latent SVMs stop depending on scale, so 1e200 gives the value of 1e10.
+    codes, factors, codes_test, factors_test = _noisy_split(rng)
+    reference = sap(codes * 1e10, factors, codes_test * 1e10, factors_test)
+    assert reference != sap(codes, factors, codes_test, factors_test)  # the SVM is not scale-free at unit scale
+    with _Deadline(30):
+        for scale in (1e30, 1e80, 1e200, 1e300):
+            assert sap(codes * scale, factors, codes_test * scale, factors_test) == reference
+    assert sap(codes * 1e-300, factors, codes_test * 1e-300, factors_test) == 0.0  # the regulariser wins: no latent predicts
+
+
+def test_scale_free_metrics_are_unchanged_by_extreme_scales(rng):
+    codes, factors, codes_test, factors_test = _noisy_split(rng)
+    expected = {
+        "mig": mig(codes, factors),
+        "sap_continuous": sap(codes, factors, codes_test, factors_test, continuous=True),
+        "modularity": modularity_explicitness(codes, factors, codes_test, factors_test),
+        "dci_fast": dci(codes, factors, codes_test, factors_test, mode="fast"),
+    }
+    for scale in (1.5e308 / np.abs(codes).max(), 1e200, 1e-200, 1e-310):
+        with np.errstate(under="ignore"):
+            scaled, scaled_test = codes * scale, codes_test * scale
+        got = {
+            "mig": mig(scaled, factors),
+            "sap_continuous": sap(scaled, factors, scaled_test, factors_test, continuous=True),
+            "modularity": modularity_explicitness(scaled, factors, scaled_test, factors_test),
+            "dci_fast": dci(scaled, factors, scaled_test, factors_test, mode="fast"),
+        }
+        if scale < 1e-300:  # subnormal codes lose bits; the scores stay finite and close
+            assert got["mig"] == pytest.approx(expected["mig"], abs=0.05)
+            continue
+        # below the peer's variance threshold (1e-12) a latent counts as constant in continuous SAP
+        assert got["sap_continuous"] == (0.0 if scale < 1 else pytest.approx(expected["sap_continuous"], rel=1e-9))
+        assert got["mig"] == pytest.approx(expected["mig"], rel=1e-12), scale
+        assert got["modularity"] == pytest.approx(expected["modularity"], rel=1e-6), scale
+        assert got["dci_fast"] == pytest.approx(expected["dci_fast"], rel=1e-9), scale
+
+
+def test_dci_gbt_sees_codes_beyond_float32(rng):
+    codes, factors, codes_test, factors_test = _noisy_split(rng, n=120, m=60)
+    expected = dci(codes, factors, codes_test, factors_test, mode="gbt")
+    assert dci(codes * 1e300, factors, codes_test * 1e300, factors_test, mode="gbt") == pytest.approx(expected, rel=1e-9)
+
+
+def test_unsupervised_refuses_codes_whose_covariance_over_or_underflows(rng):
+    codes = rng.standard_normal((200, 3))
+    with pytest.raises(ValueError, match="overflows float64"):
+        unsupervised(codes * 1e200)
+    with pytest.raises(ValueError, match="dimension 0 underflows"):
+        unsupervised(codes * 1e-300)
+
+
+@pytest.mark.parametrize("metric", ["mig", "sap", "dci", "modularity", "unsupervised", "discretize"])
+@pytest.mark.parametrize("kind", ["complex", "strings", "ragged"])
+def test_metrics_refuse_non_real_codes(rng, metric, kind):
+    codes, factors, codes_test, factors_test = _noisy_split(rng, n=40, m=20)
+    bad = {"complex": codes + 1j, "strings": codes.astype(str), "ragged": [[1.0, 2.0], [3.0]] * 20}[kind]
+    calls = {
+        "mig": lambda: mig(bad, factors),
+        "sap": lambda: sap(bad, factors, codes_test, factors_test),
+        "dci": lambda: dci(bad, factors, codes_test, factors_test, mode="fast"),
+        "modularity": lambda: modularity_explicitness(bad, factors, codes_test, factors_test),
+        "unsupervised": lambda: unsupervised(bad),
+        "discretize": lambda: discretize(bad),
+    }
+    with pytest.raises(ValueError, match="must hold real numbers|not a rectangular array"):
+        calls[metric]()
+
+
+def test_rescale_columns_is_exact_and_leaves_ordinary_columns_alone(rng):
+    from mtc_core.metrics.utils import rescale_columns
+
+    codes = rng.standard_normal((50, 3)) * np.array([1.0, 1e200, 1e-200])
+    scaled, other = rescale_columns(codes, codes[:5])
+    assert np.array_equal(scaled[:, 0], codes[:, 0]) and np.array_equal(other, scaled[:5])
+    assert 0.5 <= np.abs(scaled[:, 1:]).max(axis=0).min() and np.abs(scaled[:, 1:]).max() < 1
+    ratio = codes[:, 1:] / scaled[:, 1:]
+    assert np.all(ratio == ratio[0]) and np.all(np.log2(ratio[0]) == np.round(np.log2(ratio[0])))  # powers of two
+    with pytest.raises(ValueError, match="num_bins must be an integer in 1..10000"):
+        discretize(codes, num_bins=10**9)

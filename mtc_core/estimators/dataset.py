@@ -19,10 +19,19 @@ from mtc_core.estimators.minibatch import LOG_2PI
 
 
 def validate_points(x, name: str = "codes", min_points: int = 2, keep_float32: bool = False) -> np.ndarray:
-    """`x[N, D]` (array or tensor) -> float64 array (float32 kept if asked), or ValueError naming what is wrong."""
+    """`x[N, D]` (array or tensor) -> float64 array (float32 kept if asked), or ValueError naming what is wrong.
+
+    Real numbers only: complex values are refused, not cast (numpy would drop the imaginary part silently)."""
     if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bfloat16
+    try:
+        x = np.asarray(x)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name} is not a rectangular array ({e})") from None
+    if x.dtype.kind not in "biuf":
+        what = "complex numbers" if x.dtype.kind == "c" else f"dtype {x.dtype}"
+        raise ValueError(f"{name} must hold real numbers, got {what}")
     if not (keep_float32 and x.dtype == np.float32):
         x = x.astype(np.float64)
     if x.ndim != 2:
@@ -37,7 +46,13 @@ def validate_points(x, name: str = "codes", min_points: int = 2, keep_float32: b
 
 
 def _validate_cov(cov) -> np.ndarray:
-    cov = np.asarray(cov, dtype=np.float64)
+    if isinstance(cov, torch.Tensor):
+        cov = cov.detach().cpu()
+        cov = (cov.float() if cov.dtype == torch.bfloat16 else cov).numpy()
+    cov = np.asarray(cov)
+    if cov.dtype.kind not in "biuf":
+        raise ValueError(f"covariance must hold real numbers, got {'complex numbers' if cov.dtype.kind == 'c' else f'dtype {cov.dtype}'}")
+    cov = cov.astype(np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] == 0:
         raise ValueError(f"covariance must be a non-empty square matrix, got shape {cov.shape}")
     if not np.isfinite(cov).all():
@@ -109,7 +124,12 @@ def sampled_cov(mu, logvar) -> np.ndarray:
     Law of total covariance: Cov(z) = Cov(mu) + E_x diag sigma^2(x), with np.cov's ddof=1.
     """
     mu, logvar = _validate_posterior(mu, logvar)
-    return np.cov(mu, rowvar=False, ddof=1).reshape(mu.shape[1], mu.shape[1]) + np.diag(np.exp(logvar).mean(0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = np.cov(mu, rowvar=False, ddof=1).reshape(mu.shape[1], mu.shape[1]) + np.diag(np.exp(logvar).mean(0))
+    if not np.isfinite(cov).all():
+        raise ValueError(f"the covariance of the sampled codes overflows float64 (|mu| up to {np.abs(mu).max():.3g}, logvar up to "
+                         f"{logvar.max():.3g}): rescale the codes")
+    return cov
 
 
 def tc_dataset(mu, logvar, num_samples: int = 10_000, rng=None, chunk_size: int | None = None) -> float:
@@ -126,8 +146,10 @@ def tc_dataset(mu, logvar, num_samples: int = 10_000, rng=None, chunk_size: int 
     """
     device = mu.device if isinstance(mu, torch.Tensor) else torch.device("cpu")
     mu_np, logvar_np = _validate_posterior(mu, logvar)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     n, d = mu_np.shape
     rng = np.random.default_rng(rng)
     idx = rng.choice(n, size=num_samples, replace=num_samples > n)
@@ -150,7 +172,12 @@ def tc_dataset(mu, logvar, num_samples: int = 10_000, rng=None, chunk_size: int 
             log_qz = torch.logsumexp(log_q.sum(0), dim=1)
             log_prod = torch.logsumexp(log_q, dim=2).sum(0)
             total += (log_qz - log_prod).sum() + (d - 1) * math.log(n) * zc.shape[0]
-    return float(total) / num_samples
+    value = float(total) / num_samples
+    if not math.isfinite(value):
+        raise ValueError(f"the Monte-Carlo TC is not finite ({value}): logvar spans [{logvar_np.min():.3g}, {logvar_np.max():.3g}] and |mu| "
+                         f"reaches {np.abs(mu_np).max():.3g}; posterior variances exp(logvar) that under- or overflow float64 "
+                         "(|logvar| beyond ~700) make the densities infinite")
+    return value
 
 
 def _normal_scores(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -2,6 +2,11 @@
 
 Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs" (https://arxiv.org/abs/1802.04942),
 Sec. 3 / App. C.1 (MWS and MSS) on sampled codes, and the mean-code TC penalties of RTC-VAE (DESIGN 1.2).
+
+Inputs are real floating-point tensors (anything else is a ValueError). Outside a training step they must be
+finite and so is the result, or ValueError names the problem. Inside one (autograd records the inputs) they
+are not inspected: a NaN reaches the loss, where the trainer stops the run as diverged, and the step gets no
+extra device synchronisation.
 """
 
 from __future__ import annotations
@@ -51,7 +56,38 @@ def _log_importance_weights(batch_size: int, dataset_size: int, estimator: str, 
     raise ValueError(f"unknown minibatch estimator {estimator!r}; expected 'mws' or 'mss'")
 
 
+def _in_training(*tensors: torch.Tensor) -> bool:
+    """Autograd records these inputs: a training step, whose NaN the trainer catches (see the module docstring)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _check_real(**tensors: torch.Tensor) -> None:
+    """Real floating-point tensors, and finite ones outside a training step; ValueError naming the first that is not."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must hold real floating-point numbers, got {t.dtype}")
+    if not _in_training(*tensors.values()):
+        for name, t in tensors.items():
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{name} contains NaN or inf")
+
+
+def _finite(value: torch.Tensor, what: str, *inputs: torch.Tensor, logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """`value`, or ValueError when it is not finite outside a training step (finite inputs can still overflow)."""
+    if not _in_training(*inputs) and not torch.isfinite(value).all():
+        hint = "" if logvar is None else (f": logvar spans [{logvar.min().item():.3g}, {logvar.max().item():.3g}], and a posterior variance "
+                                          "exp(logvar) that under- or overflows (|logvar| beyond ~80 in float32, ~700 in float64) "
+                                          "makes the densities infinite")
+        raise ValueError(f"the {what} is not finite ({value.item()}){hint}")
+    return value
+
+
 def _check_posterior(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> None:
+    _check_real(z=z, mu=mu, logvar=logvar)
+    if isinstance(dataset_size, bool) or not isinstance(dataset_size, int):
+        raise ValueError(f"dataset_size must be an integer, got {dataset_size!r}")
     if z.ndim != 2 or mu.shape != z.shape or logvar.shape != z.shape:
         shapes = f"{tuple(z.shape)}, {tuple(mu.shape)}, {tuple(logvar.shape)}"
         raise ValueError(f"z, mu, logvar must share one [B, D] shape, got {shapes}")
@@ -93,22 +129,37 @@ def tc_mws(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size
     above the consistent `tc_mss` (see `_log_importance_weights`).
     """
     d = minibatch_log_densities(z, mu, logvar, dataset_size, "mws")
-    return (d["log_qz"] - d["log_prod_qzj"]).mean()
+    return _finite((d["log_qz"] - d["log_prod_qzj"]).mean(), "MWS TC estimate", z, mu, logvar, logvar=logvar)
 
 
 def tc_mss(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> torch.Tensor:
     """Minibatch stratified sampling TC estimate (nats), differentiable. z, mu, logvar: [B, D]."""
     d = minibatch_log_densities(z, mu, logvar, dataset_size, "mss")
-    return (d["log_qz"] - d["log_prod_qzj"]).mean()
+    return _finite((d["log_qz"] - d["log_prod_qzj"]).mean(), "MSS TC estimate", z, mu, logvar, logvar=logvar)
 
 
 def _check_means(mu: torch.Tensor) -> None:
+    _check_real(mu=mu)
     if mu.ndim != 2:
         raise ValueError(f"mean codes must be [B, D], got shape {tuple(mu.shape)}")
     if mu.shape[0] < 2:
         raise ValueError(f"need at least 2 points, got {mu.shape[0]}")
     if mu.shape[1] == 0:
         raise ValueError("need at least one latent dimension (D = 0)")
+
+
+def _standardise(mu: torch.Tensor) -> torch.Tensor:
+    """Columns of mu [B, D] in float64 centred to unit variance (a constant column stays 0).
+
+    Each column is first divided by its largest magnitude, before and after centring, so that neither the
+    squares of codes near 1e200 overflow nor those of a passive latent's spread near 1e-200 underflow; the
+    scales are constants to autograd, and the result is the same function of mu (standardising ignores scale)."""
+    x = mu.double()
+    tiny = torch.finfo(torch.float64).tiny
+    x = x / x.abs().amax(0, keepdim=True).clamp_min(tiny).detach()
+    x = x - x.mean(0, keepdim=True)
+    x = x / x.abs().amax(0, keepdim=True).clamp_min(tiny).detach()
+    return x / torch.sqrt((x**2).mean(0, keepdim=True) + 1e-24)
 
 
 def mean_tc_gaussian(mu: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
@@ -121,15 +172,15 @@ def mean_tc_gaussian(mu: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
     second term makes the result exactly 0 for uncorrelated codes.
     """
     _check_means(mu)
-    x = mu.double()
-    x = x - x.mean(0, keepdim=True)
-    x = x / torch.sqrt((x**2).mean(0, keepdim=True) + 1e-24)
+    if not 0 <= ridge < math.inf:
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge}")
+    x = _standardise(mu)
     corr = x.T @ x / x.shape[0]
     eye = torch.eye(corr.shape[0], dtype=corr.dtype, device=corr.device)
     ridged = corr + ridge * eye
     logdet = torch.linalg.slogdet(ridged).logabsdet
     tc = 0.5 * (torch.log(torch.diagonal(ridged)).sum() - logdet)
-    return tc.to(mu.dtype)
+    return _finite(tc.to(mu.dtype), "Gaussian mean-TC", mu)
 
 
 def _kde_log_joint(x: torch.Tensor, h: float) -> torch.Tensor:
@@ -160,9 +211,8 @@ def mean_tc_kde(mu: torch.Tensor, generator: torch.Generator | None = None) -> t
     b, dims = mu.shape
     if b < 3:
         raise ValueError(f"the KDE mean-TC needs at least 3 points, got {b}")
-    x = mu.double()
-    x = (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, keepdim=True) + 1e-24)
+    x = _standardise(mu) * math.sqrt((b - 1) / b)  # unit sample variance (ddof 1), as Silverman's rule assumes
     h = (4.0 / ((dims + 2) * b)) ** (1.0 / (dims + 4))
     order = torch.rand(b, dims, generator=generator, device=mu.device).argsort(0)
     permuted = torch.gather(x, 0, order)
-    return (_kde_log_joint(x, h).mean() - _kde_log_joint(permuted, h).mean()).to(mu.dtype)
+    return _finite((_kde_log_joint(x, h).mean() - _kde_log_joint(permuted, h).mean()).to(mu.dtype), "KDE mean-TC", mu)

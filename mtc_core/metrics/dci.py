@@ -13,7 +13,7 @@ from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from mtc_core.metrics.utils import check_split
+from mtc_core.metrics.utils import check_split, rescale_columns
 
 MODES = ("gbt", "fast")
 _RAND_R_MAX = 2**31 - 1  # sklearn's tree splitters seed themselves with one randint(0, RAND_R_MAX) per tree
@@ -70,6 +70,8 @@ def importance_matrix(codes_train, factors_train, codes_test, factors_test, mode
     if mode not in MODES:
         raise ValueError(f"unknown DCI mode {mode!r}; expected one of {MODES}")
     codes_train, factors_train, codes_test, factors_test = check_split(codes_train, factors_train, codes_test, factors_test)
+    # trees see only the order of each latent's values, but sklearn copies them to float32, where codes beyond 3e38 are inf
+    codes_train, codes_test = rescale_columns(codes_train, codes_test)
     seeds = _gbt_states(seed, factors_train) if mode == "gbt" else [seed] * factors_train.shape[1]
     # Parallel over factors in threads (tree building releases the GIL). The histogram GBT's own
     # OpenMP threads stay at 1: on a busy machine their spin-waits made it 50x slower.

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mtc_core.metrics.utils import check_split, discrete_mutual_info, discretize
+from mtc_core.metrics.utils import check_split, discrete_mutual_info, discretize, rescale_columns
 
 
 def modularity(mutual_information: np.ndarray) -> float:
@@ -50,6 +50,7 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     if factors_train.shape[1] < 2:
         raise ValueError("modularity needs at least 2 factors (it divides by K - 1)")
     mutual_information = discrete_mutual_info(discretize(codes_train, num_bins), factors_train)
+    codes_train, codes_test = rescale_columns(codes_train, codes_test)  # standardised below; keeps the std from overflowing
     mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std

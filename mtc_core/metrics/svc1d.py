@@ -224,6 +224,9 @@ def _tron(problems: _Problems, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
         gs = g0[i] * s0 + g1[i] * s1
         prered = -0.5 * (gs - (s0 * r0 + s1 * r1))
         fnew, ng0, ng1, nhess = problems.evaluate(i, nw0, nw1)
+        if not (np.isfinite(fnew).all() and np.isfinite(ng0).all() and np.isfinite(ng1).all()):
+            # NaN fails every test below, so without this TRON would never stop
+            raise ValueError("SAP's one-latent SVMs overflowed float64 (codes too large or too small for their squared sums)")
         actred = f[i] - fnew
         snorm = np.hypot(s0, s1)
         dl = np.where(iteration[i] == 1, np.minimum(delta[i], snorm), delta[i])

@@ -25,7 +25,15 @@ def unsupervised(codes, num_bins: int = 20) -> dict:
     num_codes = codes.shape[1]
     if num_codes < 2:
         raise ValueError(f"unsupervised scores need at least 2 latent dimensions, got {num_codes}")
-    cov = np.cov(codes, rowvar=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = np.cov(codes, rowvar=False)
+    if not np.isfinite(cov).all():
+        raise ValueError(f"the covariance of the codes overflows float64 (|codes| up to {np.abs(codes).max():.3g}): rescale them; "
+                         "the Wasserstein correlation depends on their scale")
+    underflow = np.flatnonzero((np.diag(cov) == 0) & ~np.all(codes == codes[:1], axis=0))
+    if underflow.size:
+        raise ValueError(f"the variance of codes dimension {int(underflow[0])} underflows float64 (|codes| up to "
+                         f"{np.abs(codes[:, underflow[0]]).max():.3g}): rescale the codes")
     binned = discretize(codes, num_bins)
     mutual_info = discrete_mutual_info(binned, binned)
     np.fill_diagonal(mutual_info, 0.0)

@@ -14,6 +14,7 @@ from mtc_core.estimators import validate_points
 # Cells of the joint histograms counted by one np.bincount call (bounds the memory of the
 # combined-label array to ~64 MB of int64).
 _MAX_JOINT_ELEMENTS = 8_000_000
+MAX_BINS = 10_000  # histogram bins per latent
 
 
 def check_codes(codes, name: str = "codes") -> np.ndarray:
@@ -57,6 +58,24 @@ def check_split(codes_train, factors_train, codes_test, factors_test) -> tuple[n
     return codes_train, factors_train, codes_test, factors_test
 
 
+def rescale_columns(reference: np.ndarray, *others: np.ndarray, low: float = 2.0**-100, high: float = 2.0**100,
+                    target: int = 0) -> tuple[np.ndarray, ...]:
+    """(reference, *others) with each column multiplied by the power of two that brings its largest |value| in
+    `reference` into [2^(target - 1), 2^target), for the columns whose largest |value| lies outside [low, high]
+    (others untouched).
+
+    For the metrics that ignore a column's scale (histogram bins, trees, standardised regressions, correlations)
+    this changes nothing but keeps squares and sums of codes near 1e300 from overflowing float64 (and trees'
+    float32 copies from becoming inf), and tiny codes from underflowing; a power of two scales exactly, except
+    for values more than ~1e300 below their column's largest."""
+    peak = np.abs(reference).max(axis=0) if reference.size else np.zeros(reference.shape[1])
+    exponent = np.frexp(peak)[1] - target
+    exponent[(peak == 0) | ((peak >= low) & (peak <= high))] = 0
+    if not exponent.any():
+        return (reference, *others)
+    return tuple(np.ldexp(a, -exponent).astype(a.dtype, copy=False) for a in (reference, *others))
+
+
 def discretize(codes, num_bins: int = 20) -> np.ndarray:
     """`discretize(codes[N, D], num_bins=20) -> int64[N, D]` with labels 1..num_bins.
 
@@ -65,8 +84,9 @@ def discretize(codes, num_bins: int = 20) -> np.ndarray:
     `np.linspace` call as `np.histogram` (in the codes' own float type), without counting.
     """
     codes = check_codes(codes)
-    if int(num_bins) != num_bins or num_bins < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins}")
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) or not 1 <= num_bins <= MAX_BINS:
+        raise ValueError(f"num_bins must be an integer in 1..{MAX_BINS}, got {num_bins!r}")
+    (codes,) = rescale_columns(codes)  # equal-width bins ignore scale; the span of codes near 1e308 would overflow
     out = np.empty(codes.shape, dtype=np.int64)
     for j in range(codes.shape[1]):
         column = codes[:, j]
