@@ -1,6 +1,7 @@
 """Command line: python -m mtc_core {train, evaluate, evaluate-codes, traverse, theory, sweep, reproduce, zoo-add} ...
 
-Bad flags or values exit 2 with a one-line reason.
+Bad flags, values and files exit 2 with a one-line reason (`main` turns every refusal the package raises,
+ValueError or OSError, into that line); only a bug shows a traceback.
 """
 
 from __future__ import annotations
@@ -8,12 +9,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import typing
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+MAX_POINTS = 100_000  # evaluate --num-train / --num-test: images rendered at once (64x64: 1.6 GB at the limit)
+MAX_SEED = 2**63 - 1
+MAX_MESSAGE = 600  # characters of an error line
 
 
 class UsageError(Exception):
@@ -85,24 +92,42 @@ def cmd_train(argv: list[str]) -> int:
     return 0 if result.status == "complete" else 1
 
 
+def _in_range(flag: str, value: int | float, low: int | float, high: int | float) -> None:
+    if not low <= value <= high:  # False for NaN too
+        raise UsageError(f"{flag} must be in {low:,}..{high:,}, got {value}")
+
+
+def _run_and_dataset(run: Path, device: str = "cpu"):
+    """(model, config, dataset) of a run directory, the dataset checked against the images the model takes."""
+    from mtc_core import io
+    from mtc_core.data import make_dataset
+
+    model, config = io.load_run(run, device)
+    if "dataset" not in config:
+        raise ValueError(f"{run}: its config.json names no dataset")
+    try:
+        dataset = make_dataset(config["dataset"], image_shape=model.config.image_shape)
+    except ValueError as e:
+        raise ValueError(f"{run}: {e}") from None
+    return model, config, dataset
+
+
 def cmd_evaluate(argv: list[str]) -> int:
     parser = Parser(prog="python -m mtc_core evaluate", description="Evaluate a run; writes its metrics.json.")
     parser.add_argument("run", type=Path)
-    parser.add_argument("--num-train", type=int, default=10_000)
-    parser.add_argument("--num-test", type=int, default=5_000)
+    parser.add_argument("--num-train", type=int, default=10_000, help=f"points for the array metrics (2..{MAX_POINTS:,})")
+    parser.add_argument("--num-test", type=int, default=5_000, help=f"held-out points (2..{MAX_POINTS:,})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    _in_range("--num-train", args.num_train, 2, MAX_POINTS)
+    _in_range("--num-test", args.num_test, 2, MAX_POINTS)
+    _in_range("--seed", args.seed, 0, MAX_SEED)
     import mtc_core
     from mtc_core import io
-    from mtc_core.data import make_dataset
     from mtc_core.train import resolve_device
 
-    try:
-        model, config = io.load_run(args.run, resolve_device(args.device))
-        dataset = make_dataset(config["dataset"])
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    model, _, dataset = _run_and_dataset(args.run, resolve_device(args.device))
     results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed)
     metrics_path = args.run / io.METRICS
     metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
@@ -147,33 +172,59 @@ def cmd_evaluate_codes(argv: list[str]) -> int:
     return 0
 
 
+def image_formats() -> tuple[str, ...]:
+    """File extensions PIL can write an image to (lower case, with the dot)."""
+    from PIL import Image
+
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE))
+
+
+def _check_output(path: Path, flag: str, extensions: tuple[str, ...]) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if path.suffix.lower() not in extensions:
+        common = [e for e in (".png", ".gif", ".jpg", ".webp", ".bmp", ".tiff") if e in extensions]
+        raise UsageError(f"{flag} {path}: unknown image file extension {path.suffix or '(none)'!r}; use "
+                         f"{' or '.join(common)}{' (or another that PIL writes)' if len(extensions) > len(common) else ''}")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {parent} is not writable")
+
+
 def cmd_traverse(argv: list[str]) -> int:
-    from mtc_core.traversal import RANGE_MODES
+    from mtc_core.traversal import MAX_EXTENT, MAX_SCALE, MAX_STEPS, RANGE_MODES
 
     parser = Parser(prog="python -m mtc_core traverse", description="Latent traversal of a run as a PNG grid and an animated GIF.")
     parser.add_argument("run", type=Path)
     parser.add_argument("--png", type=Path, default=Path("traversal.png"))
     parser.add_argument("--gif", type=Path, default=Path("traversal.gif"))
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help=f"values per latent (2..{MAX_STEPS})")
     parser.add_argument("--range", dest="mode", choices=RANGE_MODES, default="prior")
-    parser.add_argument("--extent", type=float, default=2.0, help="prior sd for --range prior")
+    parser.add_argument("--extent", type=float, default=2.0, help=f"prior sd for --range prior (up to {MAX_EXTENT:g})")
     parser.add_argument("--seed", type=int, default=0, help="picks the base image")
-    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--scale", type=int, default=2, help=f"pixels per image pixel (1..{MAX_SCALE})")
     args = parser.parse_args(argv)
-    from mtc_core import figures, io
-    from mtc_core.data import make_dataset
-    from mtc_core.traversal import encode_numpy, latent_activity, traversal_values, traverse
+    _in_range("--steps", args.steps, 2, MAX_STEPS)
+    _in_range("--scale", args.scale, 1, MAX_SCALE)
+    if not 0 < args.extent <= MAX_EXTENT:
+        raise UsageError(f"--extent must be in (0, {MAX_EXTENT:g}], got {args.extent}")
+    _in_range("--seed", args.seed, 0, MAX_SEED)
+    _check_output(args.png, "--png", image_formats())
+    _check_output(args.gif, "--gif", (".gif",))
+    from mtc_core import figures
+    from mtc_core.traversal import check_grid_size, encode_numpy, latent_activity, traversal_values, traverse
 
-    try:
-        model, config = io.load_run(args.run)
-        dataset = make_dataset(config["dataset"])
-        rng = np.random.default_rng(args.seed)
-        images = dataset.render(dataset.sample_factors(1000, rng))
-        mu, logvar = encode_numpy(model, images)
-        order = np.argsort(-latent_activity(mu, logvar))
-        grid = traverse(model, mu[0], order, traversal_values(mu, args.steps, args.mode, args.extent))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    model, _, dataset = _run_and_dataset(args.run)
+    check_grid_size(model.config.latent_dim, args.steps, dataset.image_shape, args.scale)
+    rng = np.random.default_rng(args.seed)
+    images = dataset.render(dataset.sample_factors(1000, rng))
+    mu, logvar = encode_numpy(model, images)
+    order = np.argsort(-latent_activity(mu, logvar))
+    grid = traverse(model, mu[0], order, traversal_values(mu, args.steps, args.mode, args.extent))
     figures.image_grid(grid, scale=args.scale).save(args.png)
     args.gif.write_bytes(figures.traversal_gif(grid, scale=args.scale))
     print(f"wrote {args.png} and {args.gif} (latents in activity order: {order.tolist()})")
@@ -211,6 +262,7 @@ def cmd_sweep(argv: list[str]) -> int:
     parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per run, fractions allowed; runs then use device cuda")
     parser.add_argument("--only", nargs="+", metavar="PATTERN",
                         help="train only the runs whose name matches a shell-style pattern, e.g. 'rtc_vae-*' 'vae-seed=0'")
+    parser.add_argument("--max-runs", type=int, default=None, help="refuse a spec of more runs than this (default: 1,000)")
     args = parser.parse_args(argv)
     from mtc_core import sweep
 
@@ -220,9 +272,8 @@ def cmd_sweep(argv: list[str]) -> int:
     try:
         spec = sweep.load_spec(args.spec)
         outcomes = sweep.run_sweep(spec, out, address=args.address, num_cpus=args.num_cpus, cpus_per_run=args.cpus_per_run,
-                                   gpus_per_run=args.gpus_per_run, only=args.only, command="python -m mtc_core sweep " + shlex.join(argv))
-    except (OSError, ValueError) as e:
-        raise UsageError(str(e)) from None
+                                   gpus_per_run=args.gpus_per_run, only=args.only, command="python -m mtc_core sweep " + shlex.join(argv),
+                                   max_runs=sweep.MAX_RUNS if args.max_runs is None else args.max_runs)
     except KeyboardInterrupt:
         print(f"interrupted: rerun the same command to resume (finished runs are skipped, the others resume from their checkpoints in {out})")
         return 130
@@ -242,6 +293,12 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--num-test", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    _in_range("--num-train", args.num_train, 2, MAX_POINTS)
+    _in_range("--num-test", args.num_test, 2, MAX_POINTS)
+    _in_range("--seed", args.seed, 0, MAX_SEED)
+    for flag, path in (("--table", args.table), ("--plot", args.plot)):
+        if path is not None and (path.is_dir() or not path.parent.is_dir()):
+            raise UsageError(f"{flag} {path}: {'is a folder' if path.is_dir() else f'the folder {path.parent} does not exist'}")
     if args.sweep is None:
         return _reproduce_zoo(args, argv)
     from mtc_core import sweep_results
@@ -265,12 +322,13 @@ def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
     from mtc_core import reproduce
 
     settings = {"num_train": args.num_train, "num_test": args.num_test, "seed": args.seed}
-    try:
-        rows = reproduce.evaluate_zoo(args.zoo, settings)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    if not args.zoo.is_dir():
+        raise UsageError(f"--zoo {args.zoo}: not a folder")
+    skipped: list[str] = []
+    rows = reproduce.evaluate_zoo(args.zoo, settings, skipped=skipped)
     if not rows:
-        raise UsageError(f"{args.zoo}: no models listed in its index.json")
+        raise UsageError(f"{args.zoo}: no model could be evaluated ({len(skipped)} skipped)" if skipped else
+                         f"{args.zoo}: no models listed in its index.json")
     table = reproduce.aggregate(rows)
     paths = reproduce.figures(table, args.figures)
     text = reproduce.markdown(table, settings, ("python -m mtc_core reproduce " + shlex.join(argv)).strip())
@@ -278,6 +336,8 @@ def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
     table_path.write_text(text)
     print("\n".join(reproduce.claims(table)))
     print(f"wrote {table_path}, {', '.join(map(str, paths))}")
+    if skipped:
+        print(f"warning: {len(skipped)} zoo model(s) skipped, the table leaves them out: " + "; ".join(skipped), file=sys.stderr)
     return 0
 
 
@@ -312,9 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except UsageError as e:
-        print(f"mtc_core {argv[0]}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, OSError, yaml.YAMLError) as e:  # ValueError includes io.CheckpointError
+        print(f"mtc_core {argv[0]}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(error: BaseException) -> str:
+    """The reason of a refusal on one line of at most MAX_MESSAGE characters; an OSError names its file."""
+    if isinstance(error, OSError) and error.strerror:
+        files = [f for f in (error.filename, error.filename2) if f is not None]
+        text = f"{' -> '.join(map(str, files))}: {error.strerror}" if files else error.strerror
+    else:
+        text = str(error) or type(error).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " ..."
 
 
 if __name__ == "__main__":

@@ -52,32 +52,61 @@ def _get(evaluation: dict, rep: str | None, path: tuple[str, ...]) -> float | No
     return value if isinstance(value, int | float) else None
 
 
-def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = print) -> list[dict]:
-    """One row per zoo model: its label, model key, seed and evaluation (computed once, then read from metrics.json)."""
-    import mtc_core
+def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = print, skipped: list[str] | None = None) -> list[dict]:
+    """One row per zoo model: its label, model key, seed and evaluation (computed once, then read from metrics.json).
 
+    A model that cannot be read or evaluated (a broken config, weights or metrics file, a missing dataset) is
+    skipped with a warning through `say` naming it and the reason, also appended to `skipped` if given; the
+    others still make the table."""
     rows = []
     entries = zoo.read_index(root)
     for i, entry in enumerate(entries, 1):
         path = Path(entry["path"])
-        metrics = io.read_json(path / io.METRICS) if (path / io.METRICS).is_file() else {}
-        evaluation = metrics.get("evaluation")
-        stored = (evaluation or {}).get("settings", {})
-        # an evaluation without the TC report ("tc") predates it: its TCs had no intervals, so it is redone
-        if evaluation is None or "tc" not in evaluation or any(stored.get(k) != v for k, v in settings.items()):
-            say(f"[{i}/{len(entries)}] evaluating {entry.get('label', path.name)}")
-            model, config = io.load_run(path)
-            evaluation = io.json_safe(mtc_core.evaluate(model, make_dataset(config["dataset"]), **settings))
-            io.write_json(path / io.METRICS, {**metrics, "evaluation": evaluation})
-        else:
-            say(f"[{i}/{len(entries)}] {entry.get('label', path.name)}: stored evaluation")
-        config = io.read_json(path / io.CONFIG)
-        params = {k: v for k, v in config["model"]["params"].items() if k != "dataset_size"}
-        rows.append({"label": entry.get("label", path.name), "model": config["model"]["name"], "seed": config["train"]["seed"],
-                     "dataset": config["dataset"]["name"],
-                     "group": json.dumps([config["model"]["name"], params, config["dataset"]], sort_keys=True),
-                     "evaluation": evaluation})
+        label, counter = entry.get("label", path.name), f"[{i}/{len(entries)}]"
+        try:
+            rows.append(_zoo_row(path, label, settings, counter, say))
+        except (ValueError, OSError) as e:  # io.CheckpointError is a ValueError
+            say(f"{counter} warning: skipped {label} ({path}): {e}")
+            if skipped is not None:
+                skipped.append(f"{label} ({path}): {e}")
     return rows
+
+
+def _zoo_row(path: Path, label: str, settings: dict, counter: str, say: Callable[[str], None]) -> dict:
+    import mtc_core
+
+    config = io.read_json(path / io.CONFIG)
+    model_name, params, seed, dataset = _facts(config, path)
+    metrics = io.read_json(path / io.METRICS) if (path / io.METRICS).is_file() else {}
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path / io.METRICS}: not a JSON object (left as it is)")
+    evaluation = metrics.get("evaluation")
+    stored = evaluation.get("settings") if isinstance(evaluation, dict) else None
+    # an evaluation without the TC report ("tc") predates it: its TCs had no intervals, so it is redone
+    if not isinstance(stored, dict) or "tc" not in evaluation or any(stored.get(k) != v for k, v in settings.items()):
+        say(f"{counter} evaluating {label}")
+        model, config = io.load_run(path)
+        evaluation = io.json_safe(mtc_core.evaluate(model, make_dataset(config["dataset"], model.config.image_shape), **settings))
+        io.write_json(path / io.METRICS, {**metrics, "evaluation": evaluation})
+    else:
+        say(f"{counter} {label}: stored evaluation")
+    params = {k: v for k, v in params.items() if k != "dataset_size"}
+    return {"label": label, "model": model_name, "seed": seed, "dataset": dataset["name"],
+            "group": json.dumps([model_name, params, dataset], sort_keys=True), "evaluation": evaluation}
+
+
+def _facts(config, path: Path) -> tuple[str, dict, int, dict]:
+    """(model name, model params, seed, dataset spec) of a run's config.json; ValueError naming a missing or bad field."""
+    model = config.get("model") if isinstance(config, dict) else None
+    train = config.get("train") if isinstance(config, dict) else None
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("params"), dict)):
+        raise ValueError(f"{path / io.CONFIG}: needs model.name and model.params")
+    if not (isinstance(train, dict) and isinstance(train.get("seed"), int)):
+        raise ValueError(f"{path / io.CONFIG}: needs an integer train.seed")
+    if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)):
+        raise ValueError(f"{path / io.CONFIG}: needs a dataset with a name")
+    return model["name"], model["params"], train["seed"], dataset
 
 
 def _interval(evaluation: dict, path: tuple[str, ...]) -> list[float] | None:

@@ -9,6 +9,20 @@ from mtc_core.models import VAE
 from mtc_core.models.base import gaussian_kl
 
 RANGE_MODES = ("prior", "quantile")
+MAX_STEPS = 100  # values per latent
+MAX_EXTENT = 100.0  # prior standard deviations; far beyond where a decoder has seen codes
+MAX_SCALE = 16  # pixels per image pixel in the PNG / GIF
+MAX_GRID_PIXELS = 2**26  # pixels of one traversal grid as drawn (64 M: 256 MB as RGBA), which also bounds the decoded images
+
+
+def check_grid_size(num_latents: int, steps: int, image_shape: tuple[int, ...], scale: int = 1) -> None:
+    """ValueError before decoding when a grid of `num_latents` rows x `steps` images, drawn `scale` times larger, would
+    pass MAX_GRID_PIXELS (`traverse --steps 100000` once reached 10.7 GB)."""
+    height, width = image_shape[-2:]
+    pixels = num_latents * steps * height * width * scale**2
+    if pixels > MAX_GRID_PIXELS:
+        raise ValueError(f"a traversal of {num_latents} latents x {steps} steps of {height}x{width} images at scale {scale} has "
+                         f"{pixels:,} pixels, more than {MAX_GRID_PIXELS:,}: lower the steps or the scale")
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -38,11 +52,11 @@ def traversal_values(mu: np.ndarray, steps: int, mode: str = "prior", extent: fl
     prior: linspace(-extent, extent) for every latent (prior standard deviations);
     quantile: from the `quantile` to the `1 - quantile` quantile of each latent's mean codes mu [N, D].
     """
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 2 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be an integer in 2..{MAX_STEPS}, got {steps!r}")
     if mode == "prior":
-        if not extent > 0:
-            raise ValueError(f"extent must be positive, got {extent}")
+        if not 0 < extent <= MAX_EXTENT:  # False for NaN
+            raise ValueError(f"extent must be in (0, {MAX_EXTENT:g}] prior standard deviations, got {extent}")
         return np.tile(np.linspace(-extent, extent, steps), (mu.shape[1], 1))
     if mode == "quantile":
         if not 0 <= quantile < 0.5:
