@@ -1,7 +1,9 @@
 import json
+import os
 import pickle
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mtc_core import io
-from mtc_core.models import build_model
+from mtc_core.models import VAE, build_model
 
 PARAMS = {"architecture": "mlp", "image_shape": [1, 16, 16], "latent_dim": 3, "hidden": 16}
 
@@ -170,3 +172,150 @@ def test_save_is_atomic_on_failure(run, monkeypatch):
 def test_new_run_dir_is_unique(tmp_path):
     dirs = {io.new_run_dir(tmp_path, "m") for _ in range(5)}
     assert len(dirs) == 5 and all(d.is_dir() for d in dirs)
+
+
+def _raw_safetensors(path, header, data=b""):
+    """A safetensors file written by hand: 8-byte little-endian header length, JSON header, data."""
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def _weights_header(path):
+    data = (path / io.WEIGHTS).read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda h, n: h[n].pop("data_offsets"), "data_offsets"),
+    (lambda h, n: h[n].update(data_offsets="0-10"), "data_offsets"),
+    (lambda h, n: h[n].update(data_offsets=[-4, 0]), "data_offsets"),
+    (lambda h, n: h[n].update(data_offsets=[0, 2**70]), "spans|data_offsets"),
+    (lambda h, n: h[n].update(dtype="F8_E4M3"), "float8"),
+    (lambda h, n: h[n].update(dtype="F8_E5M2"), "float8"),
+    (lambda h, n: h[n].update(dtype="C64"), "dtype 'C64'"),
+    (lambda h, n: h[n].update(dtype=None), "dtype None"),
+    (lambda h, n: h[n].update(shape="16x256"), "shape"),
+    (lambda h, n: h[n].update(shape=[-1, 16]), "shape"),
+    (lambda h, n: h[n].update(shape=[10**9, 10**9]), "spans"),
+    (lambda h, n: h.update({n: [1, 2]}), "not an object"),
+    (lambda h, n: h.update({"__metadata__": {"a": 1}}), "__metadata__"),
+    (lambda h, n: h.update({"extra": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}), "gaps or overlaps"),
+])
+def test_every_header_problem_is_a_checkpoint_error(run, mutate, match):
+    _, path = run
+    header, data = _weights_header(path)
+    mutate(header, next(k for k in header if k != "__metadata__"))
+    _raw_safetensors(path / io.WEIGHTS, header, data)
+    with pytest.raises(io.CheckpointError, match=match):
+        io.load_run(path)
+
+
+def test_a_deeply_nested_or_huge_header_is_a_checkpoint_error(run):
+    _, path = run
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(deep)) + deep)
+    with pytest.raises(io.CheckpointError, match="nested too deeply"):
+        io.load_run(path)
+    huge = b" " * (io.MAX_HEADER_BYTES + 8)
+    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(huge)) + huge)
+    with pytest.raises(io.CheckpointError, match="over the limit"):
+        io.load_run(path)
+
+
+def test_a_header_length_starting_with_byte_0x80_is_not_taken_for_a_pickle(run):
+    model, path = run
+    header, data = _weights_header(path)
+    text = json.dumps(header).encode()
+    text += b" " * (0x0480 - len(text))  # length 0x480: the file starts with 0x80 0x04, like a protocol-4 pickle
+    assert len(text) == 0x0480
+    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + data)
+    assert (path / io.WEIGHTS).read_bytes()[:2] == b"\x80\x04"
+    loaded, _ = io.load_run(path)
+    for name, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], t)
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"model": {"name": "beta_vae", "params": [1, 2]}}, "params must be an object"),
+    ({"model": "beta_vae"}, "must be an object"),
+    ({"model": {"name": ["beta_vae"]}}, "unknown model key"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "hidden": 10**9}}}, "hidden"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "hidden": 1e3}}}, "hidden"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "latent_dim": True}}}, "latent_dim"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "latent_dim": "3"}}}, "latent_dim"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "image_shape": [1_000_000, 64, 64]}}}, "image_shape"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "image_shape": [1, 100_000, 100_000]}}}, "image_shape"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "image_shape": None}}}, "image_shape"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "image_shape": [1, 16]}}}, "image_shape"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "image_shape": [1, 256, 256], "hidden": 4096}}}, "parameters"),
+    ({"model": {"name": "beta_vae", "params": {**PARAMS, "bogus": 1}}}, "bogus"),
+    ({"model": {"name": "factor_vae", "params": {**PARAMS, "disc_width": 10**7}}}, "disc_width"),
+    ({"model": {"name": "beta_tcvae", "params": {**PARAMS, "dataset_size": 1e300}}}, "dataset_size"),
+    ({"dataset": {"name": "toy", "size": 1_000_000}}, "size"),
+    ({"dataset": {"name": "toy", "levels": 10**9}}, "levels"),
+    ({"dataset": {"name": {"nested": 1}}}, "dataset spec"),
+    ({"dataset": {"name": "toy", "size": [32]}}, "size"),
+    ({"dataset": {"name": "dsprites", "path": "x" * 10_000}}, "over the limit"),
+    ({"dataset": ["toy"]}, "dataset spec"),
+    ({"auxiliary_weights": "no"}, "auxiliary_weights"),
+    ({"format_version": None}, "format_version"),
+])
+def test_every_config_problem_is_a_checkpoint_error(run, edit, match):
+    _, path = run
+    _edit_config(path, **edit)
+    with pytest.raises(io.CheckpointError, match=match):
+        io.load_run(path)
+
+
+@pytest.mark.parametrize("text, match", [("[1, 2]", "JSON object"), ('"x"', "JSON object"), ("null", "JSON object"),
+                                         ("[" * 100_000, "nested too deeply"), ('{"format_version": NaN}', "NaN"),
+                                         (b"\xff\xfe{}", "not valid JSON")])
+def test_a_config_that_is_not_an_object_is_a_checkpoint_error(run, text, match):
+    _, path = run
+    (path / io.CONFIG).write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(io.CheckpointError, match=match):
+        io.load_run(path)
+
+
+def test_the_weights_header_is_checked_before_the_model_is_built(run, monkeypatch):
+    # hidden 2048 on 16x16 images is within every bound (4.7 M parameters), but the weights hold hidden 16:
+    # the refusal must come from the header, before a model of that size is allocated.
+    _, path = run
+    _edit_config(path, model={"name": "beta_vae", "params": {**PARAMS, "hidden": 2048}})
+    built = []
+    original = VAE.__init__
+
+    def spy(self, config):
+        if torch.get_default_device().type != "meta":
+            built.append(config)
+        original(self, config)
+
+    monkeypatch.setattr(VAE, "__init__", spy)
+    with pytest.raises(io.CheckpointError, match=r"shape \(16, 256\), beta_vae needs \(2048, 256\)"):
+        io.load_run(path)
+    assert built == []
+
+
+def test_orphaned_temporary_files_are_removed_on_load(run):
+    _, path = run
+    stale, fresh = path / ".config.json.abc123.tmp", path / ".model.safetensors.def456.tmp"
+    stale_dir = path / ".checkpoint.safetensors.x.tmp"
+    for p in (stale, fresh):
+        p.write_bytes(b"half a file")
+    stale_dir.mkdir()
+    old = time.time() - io.STALE_TMP_SECONDS - 60
+    for p in (stale, stale_dir):
+        os.utime(p, (old, old))
+    io.load_run(path)
+    assert not stale.exists() and not stale_dir.exists()
+    assert fresh.exists()  # young: it may belong to a writer at work right now
+
+
+@pytest.mark.parametrize("content, match", [(b'{"step": 1}\n\xff\xfe\n', "UTF-8"), (b"[1, 2]\n", "JSON object"),
+                                            (b'{"step": 1}\n{"step": \n', "line 2"), (b"[" * 100_000, "nested too deeply")])
+def test_a_broken_history_is_a_checkpoint_error(run, content, match):
+    _, path = run
+    (path / io.HISTORY).write_bytes(content)
+    with pytest.raises(io.CheckpointError, match=match):
+        io.read_history(path)

@@ -18,6 +18,29 @@ from torch import nn
 
 from mtc_core.models.architectures import ARCHITECTURES, build_networks
 
+# Bounds on every size in a model config (DESIGN 2.5), checked before anything is allocated, so that a config of a few
+# bytes cannot make a loader build a model of many GB. They sit far above what the project trains (Shapes2D: 1x64x64
+# images, 10 latents, FC 256; FactorVAE's discriminator 6 x 1000; the toy: 1x32x32, hidden 256) and low enough that
+# every config within them builds in a few hundred MB. A variant's fields with these names are checked by the base.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "channels": (1, 4),  # image channels (grey, RGB, RGBA)
+    "image_side": (1, 256),  # image height and width, px
+    "latent_dim": (1, 512),
+    "hidden": (1, 4096),  # width of the mlp layers
+    "disc_width": (1, 4096),  # FactorVAE's discriminator width
+    "disc_depth": (1, 16),  # FactorVAE's discriminator hidden layers
+    "dataset_size": (2, 10**9),  # N in the minibatch TC weights (dSprites: 737,280)
+    "warmup_steps": (0, 10**8),  # RTC-VAE's warm-up of its mean-TC weight
+}
+MAX_PARAMETERS = 25_000_000  # all nets of a model together: 100 MB of float32 weights (conv64 VAE: 0.76 M; FactorVAE: 5.8 M)
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """Size guard: an integer (not a bool, not a float) in low..high, else ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high} and an integer, got {value!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -28,15 +51,18 @@ class VAEConfig:
 
     def __post_init__(self):
         # JSON gives lists; the dataclass stores tuples so that configs stay hashable.
-        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
-        if not 1 <= self.latent_dim <= 512:
-            raise ValueError(f"latent_dim must be in 1..512, got {self.latent_dim}")
-        if self.architecture not in ARCHITECTURES:
+        shape = self.image_shape
+        if not isinstance(shape, list | tuple) or len(shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {shape!r}")
+        check_int("image_shape channels", shape[0], *SIZE_LIMITS["channels"])
+        for side in shape[1:]:
+            check_int("image_shape height and width", side, *SIZE_LIMITS["image_side"])
+        object.__setattr__(self, "image_shape", tuple(shape))
+        for f in dataclasses.fields(self):
+            if f.name in SIZE_LIMITS:
+                check_int(f.name, getattr(self, f.name), *SIZE_LIMITS[f.name])
+        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.hidden < 1:
-            raise ValueError(f"hidden must be positive, got {self.hidden}")
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> VAEConfig:
@@ -58,6 +84,20 @@ def check_at_least(name: str, value: float, low: float = 0.0) -> None:
         raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
 
 
+def meta_model(cls: type[VAE], config: VAEConfig) -> VAE:
+    """The model with every tensor on the meta device: names, shapes and dtypes without allocating any memory."""
+    with torch.device("meta"):
+        return cls(config)
+
+
+def check_parameter_count(cls: type[VAE], config: VAEConfig) -> None:
+    """ValueError when the model `config` describes would exceed MAX_PARAMETERS (counted on a meta twin, before allocating)."""
+    count = sum(t.numel() for t in meta_model(cls, config).state_dict().values())
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"this {cls.__name__} config describes {count:,} parameters, over the limit of {MAX_PARAMETERS:,}; "
+                         f"use a smaller hidden, latent_dim, image or discriminator")
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per point and dim: [B, D]."""
     return 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1)
@@ -72,6 +112,8 @@ class VAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         assert isinstance(config, self.Config), f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}"
+        if torch.get_default_device().type != "meta":
+            check_parameter_count(type(self), config)
         self.config = config
         self.encoder, self.decoder = build_networks(config.architecture, config.image_shape, config.latent_dim, config.hidden)
         # Source of the model's own noise (reparameterisation, FactorVAE's permutations). The trainer sets a
