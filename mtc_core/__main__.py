@@ -56,8 +56,9 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
 
 
 def cmd_train(argv: list[str]) -> int:
+    from mtc_core import io
     from mtc_core.models import MODELS
-    from mtc_core.train import TqdmCallback, TrainConfig, train
+    from mtc_core.train import TqdmCallback, TrainConfig, check_out_folder, train
 
     pre = Parser(add_help=False)
     pre.add_argument("--model", default=TrainConfig.model)
@@ -65,29 +66,38 @@ def cmd_train(argv: list[str]) -> int:
     if known.model not in MODELS:
         raise UsageError(f"unknown model {known.model!r}; choose from {', '.join(MODELS)}")
     parser = Parser(prog="python -m mtc_core train", description="Train one model into a run directory.")
-    parser.add_argument("--out", required=True, help="run directory to write")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--out", required=True, help="run directory to write: a new or empty folder")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings as it was started with)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out (its run files are deleted)")
     parser.add_argument("--dataset", default="toy", help="toy | shapes2d | dsprites, or a JSON spec")
     _add_dataclass_flags(parser, TrainConfig, skip=("model_params", "dataset"))
     model_group = parser.add_argument_group(f"{known.model} config")
     _add_dataclass_flags(model_group, MODELS[known.model].Config)
     args = vars(parser.parse_args(argv))
-    out, resume, dataset = Path(args.pop("out")), args.pop("resume"), args.pop("dataset")
+    out, resume, overwrite, dataset = Path(args.pop("out")), args.pop("resume"), args.pop("overwrite"), args.pop("dataset")
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     train_args = {k: v for k, v in args.items() if k in train_names}
     model_params = {k: v for k, v in args.items() if k not in train_names}
-    spec = json.loads(dataset) if dataset.lstrip().startswith("{") else {"name": dataset}
     try:
+        check_out_folder(out, resume=resume, overwrite=overwrite)
+        spec = json.loads(dataset) if dataset.lstrip().startswith("{") else {"name": dataset}
         config = TrainConfig(**train_args, model_params=model_params, dataset=spec)
         from mtc_core.data import make_dataset
         from mtc_core.models import build_model
         from mtc_core.train import resolved_model_params
 
         build_model(config.model, resolved_model_params(config, make_dataset(config.dataset)))  # validate before any work
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--dataset is not valid JSON ({e})") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
+    try:
+        io.check_writable_folder(out)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     command = "python -m mtc_core train " + shlex.join(argv)
-    result = train(config, out, callbacks=[TqdmCallback(config.steps)], command=command, resume=resume)
+    # a run that cannot be resumed raises CheckpointError naming its problem; main() prints it as one line
+    result = train(config, out, callbacks=[TqdmCallback(config.steps)], command=command, resume=resume, overwrite=overwrite)
     print(f"{result.status}: {result.step} steps -> {result.run_dir}" + (f" ({result.message})" if result.message else ""))
     return 0 if result.status == "complete" else 1
 

@@ -2,10 +2,11 @@
 
 It knows nothing about a model beyond the base VAE's hooks, and nothing about
 who watches: a tqdm bar and a Streamlit progress bar are both `Callback`s.
-Each run lives in a run directory (mtc_core.io); checkpoints are atomic, a NaN
-or inf loss stops the run and keeps the last good checkpoint, a cancel stops it
-and keeps the current weights, and `resume=True` continues an interrupted run
-exactly where its last checkpoint left it.
+Each run lives in a run directory (mtc_core.io); a checkpoint is one atomic file
+(mtc_core.checkpoint), a NaN or inf loss stops the run and keeps the last good
+checkpoint, a cancel stops it and keeps the current weights, and `resume=True`
+continues an interrupted run exactly where its last checkpoint left it, or
+refuses. A folder holding a run is never overwritten without `overwrite=True`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from mtc_core import checkpoint as ckpt
 from mtc_core import io
 from mtc_core.data import GroundTruthDataset, make_dataset
 from mtc_core.estimators import drop_constant_dims, gaussian_tc
@@ -29,7 +30,6 @@ from mtc_core.models import VAE, build_model, model_class
 from mtc_core.models.base import dataclass_from_dict, gaussian_kl
 
 _INIT_LOCK = threading.Lock()
-TRAINER_STATE = "trainer_state"  # .safetensors (optimiser moments, torch RNG) + .json (step, numpy RNG)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ class TrainConfig:
         if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or not 0 < self.lr <= 1:
             raise ValueError(f"lr must be a number in (0, 1], got {self.lr!r}")
         resolve_device(self.device)
+        if not isinstance(self.model_params, dict):
+            raise ValueError(f"model_params must be a dict of the model's config fields, got {io.short_repr(self.model_params)}")
+        try:  # unknown fields and sizes over models.base.SIZE_LIMITS, before any work
+            model_class(self.model).Config.from_dict(dict(self.model_params))
+        except TypeError as e:
+            raise ValueError(f"model_params: {e}") from None
+        io.check_dataset_spec(self.dataset)
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
@@ -87,7 +94,29 @@ def resolved_model_params(config: TrainConfig, dataset: GroundTruthDataset) -> d
     params.setdefault("architecture", "conv64" if tuple(dataset.image_shape[1:]) == (64, 64) else "mlp")
     if "dataset_size" in fields:
         params.setdefault("dataset_size", len(dataset))
+    shape = params["image_shape"]
+    if not isinstance(shape, list | tuple) or list(shape) != list(dataset.image_shape):
+        raise ValueError(f"image_shape {io.short_repr(shape)} does not match the dataset's images {list(dataset.image_shape)}; "
+                         f"leave it out to take the dataset's")
     return params
+
+
+def check_out_folder(out: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """The command line's rule for an output folder (stricter than `train`'s): without resume it must be new or
+    empty unless overwrite is given; with resume it must hold a run. ValueError naming the flag to use."""
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: choose one")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if resume:
+        if not out.is_dir():
+            raise ValueError(f"--resume: {out} does not exist, so there is nothing to resume (leave out --resume to start a run)")
+        if not (ckpt.has_checkpoint(out) or (out / io.CONFIG).is_file()):
+            raise ValueError(f"--resume: {out} holds no run to resume")
+    elif not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {out} is not empty: pass --resume to continue the run in it, --overwrite to replace it, "
+                         f"or choose another folder")
 
 
 class Callback:
@@ -162,42 +191,28 @@ def _optimizers(model: VAE, main: torch.optim.Optimizer) -> list[torch.optim.Opt
     return [main, *([model.disc_optimizer] if hasattr(model, "disc_optimizer") else [])]
 
 
-def _save_trainer_state(run_dir: Path, step: int, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator,
-                        noise: torch.Generator) -> None:
-    tensors, groups = {"torch_rng": noise.get_state()}, []
-    for k, opt in enumerate(optimizers):
-        sd = opt.state_dict()
-        groups.append(sd["param_groups"])
-        for idx, state in sd["state"].items():
-            for key, value in state.items():
-                tensors[f"{k}.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tmp = run_dir / f".{TRAINER_STATE}.safetensors.tmp"
-    save_file(tensors, tmp)
-    tmp.replace(run_dir / f"{TRAINER_STATE}.safetensors")
-    io.write_json(run_dir / f"{TRAINER_STATE}.json", {"step": step, "param_groups": groups, "numpy_rng": rng.bit_generator.state})
-
-
-def _load_trainer_state(run_dir: Path, optimizers: list[torch.optim.Optimizer], rng: np.random.Generator, noise: torch.Generator,
-                        device) -> int:
-    meta = io.read_json(run_dir / f"{TRAINER_STATE}.json")
-    tensors = load_file(run_dir / f"{TRAINER_STATE}.safetensors")
-    for k, opt in enumerate(optimizers):
-        state: dict[int, dict] = {}
-        for name, value in tensors.items():
-            if name.startswith(f"{k}."):
-                _, idx, key = name.split(".", 2)
-                state.setdefault(int(idx), {})[key] = value if key == "step" else value.to(device)
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][k]})
-    noise.set_state(tensors["torch_rng"])
-    rng.bit_generator.state = meta["numpy_rng"]
-    return int(meta["step"])
-
-
 def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback, ...] | list[Callback] = (),
-          cancel: threading.Event | None = None, command: str = "", resume: bool = False) -> TrainResult:
-    """Train `config` into `run_dir`. With resume=True an unfinished run there continues from its last checkpoint."""
+          cancel: threading.Event | None = None, command: str = "", resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train `config` into `run_dir`.
+
+    A folder that already holds a run (a file of checkpoint.RUN_FILES) is never overwritten silently: resume=True
+    continues it from its last checkpoint, exactly, or raises CheckpointError when the checkpoint is damaged or
+    belongs to another run (model, dataset, train settings); overwrite=True replaces it; otherwise ValueError.
+    resume=True on a folder without a run starts one (a sweep passes it for every run). Everything is validated
+    before the folder is touched."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: exists and is not a folder")
+    existing = ckpt.run_files(run_dir) if run_dir.is_dir() else []
+    if existing and not (resume or overwrite):
+        raise ValueError(f"{run_dir} already holds a run ({', '.join(existing)}): resume it, overwrite it explicitly, "
+                         f"or train into another folder")
+    resuming = resume and ckpt.has_checkpoint(run_dir)
+    if resume and not resuming and {io.CONFIG, io.WEIGHTS} & set(existing):
+        raise io.CheckpointError(f"{run_dir} holds a run without a checkpoint to resume from (a zoo copy keeps no optimiser "
+                                 f"state); train into another folder, or overwrite it")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
@@ -220,19 +235,26 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
         "command": command,
         "device": str(device),
     }
+    identity = {"model": {"name": config.model, "params": io.model_params(model)}, "train": run_config["train"],
+                "dataset": run_config["dataset"], "device": device.type, "command": command}
 
     start, history = 0, []
-    if resume and (run_dir / f"{TRAINER_STATE}.json").is_file():
-        loaded, _ = io.load_run(run_dir, device)
-        model.load_state_dict(loaded.state_dict())
-        start = _load_trainer_state(run_dir, optimizers, rng, model.noise, device)
-        history = [r for r in io.read_history(run_dir) if r["step"] <= start]
+    if resuming:
+        start, history = ckpt.restore(run_dir, model=model, optimizers=optimizers, rng=rng, noise=model.noise, run=identity,
+                                      steps=config.steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    io.clean_orphans(run_dir)  # this trainer owns the folder now: a temporary file in it is from a writer that died
+    if existing and not resuming:  # the run being replaced (overwrite), or what a first checkpoint left before a kill
+        ckpt.remove_run_files(run_dir)
 
     def checkpoint(step: int, status: str, message: str = "", weights: bool = True) -> None:
-        if weights:
-            io.save_weights(model, run_dir / io.WEIGHTS)
-            _save_trainer_state(run_dir, step, optimizers, rng, model.noise)
+        # Order matters for a kill at any point: history first (it then holds every record up to the checkpoint's
+        # step), the checkpoint as one atomic file, then the files readers load.
         io.write_history(run_dir, history)
+        if weights:
+            ckpt.save(run_dir, step=step, model=model, optimizers=optimizers, rng=rng, noise=model.noise, run=identity,
+                      history_records=len(history))
+            io.save_weights(model, run_dir / io.WEIGHTS)
         cfg = {**run_config, "model": {"name": config.model, "params": io.model_params(model)}, "status": status,
                "message": message, "step": step, "format_version": io.FORMAT_VERSION, "versions": io.package_versions()}
         io.write_json(run_dir / io.CONFIG, cfg)
@@ -292,12 +314,13 @@ class TqdmCallback(Callback):
     """A terminal progress bar for the CLI."""
 
     def __init__(self, total: int):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="step")
+        self.total = total
 
     def on_start(self, *, run_dir, config, start_step):
-        self.bar.update(start_step)
+        from tqdm import tqdm
+
+        # Drawn only once training starts, so that a refusal before it (a run that cannot be resumed) prints one line.
+        self.bar = tqdm(total=self.total, initial=start_step, unit="step")
 
     def on_step(self, *, step, logs):
         self.bar.update(1)

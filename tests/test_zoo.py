@@ -1,4 +1,7 @@
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,3 +68,110 @@ def test_factor_vae_enters_the_zoo_without_its_discriminator(tmp_path, tiny_conf
     io.write_json(target / io.CONFIG, {**config, "auxiliary_weights": True})
     with pytest.raises(io.CheckpointError, match="missing"):
         io.load_run(target)
+
+
+def _snapshot(root):
+    """Every file under the zoo folder, hidden ones included, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def zoo_with_tiny(tiny_run, tmp_path):
+    root = tmp_path / "zoo"
+    zoo.add_run(tiny_run, root, "tiny", "a tiny model")
+    (root / "tiny" / io.METRICS).write_text(json.dumps({"evaluation": {"mig": 0.5}}))  # evaluated in the zoo
+    return root
+
+
+def test_relabel_in_place_keeps_history_and_metrics(zoo_with_tiny):
+    root = zoo_with_tiny
+    before = _snapshot(root / "tiny")
+    zoo.add_run(root / "tiny", root, "tiny", "relabelled")
+    assert [e["label"] for e in zoo.read_index(root)] == ["relabelled"]
+    assert _snapshot(root / "tiny") == before
+    assert sorted(p.name for p in root.iterdir()) == [zoo.INDEX, "tiny"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("failure", ["too_big", "config_write", "copy_does_not_load", "bad_name", "not_complete", "no_dataset",
+                                     "malformed_index"])
+def test_a_refused_add_leaves_the_zoo_as_it_was(zoo_with_tiny, tiny_run, tmp_path, monkeypatch, failure):
+    root, source, name = zoo_with_tiny, tiny_run, "tiny"
+    if failure == "too_big":
+        monkeypatch.setattr(zoo, "MAX_MODEL_BYTES", 100)
+    elif failure == "config_write":
+        real = io.write_json
+
+        def fail_on_config(path, obj):
+            if path.name == io.CONFIG:
+                raise OSError(28, "No space left on device")
+            real(path, obj)
+
+        monkeypatch.setattr(io, "write_json", fail_on_config)
+    elif failure == "copy_does_not_load":
+        real_load = io.load_run
+
+        def only_the_source_loads(path):
+            if Path(path) != source:
+                raise io.CheckpointError(f"{path}: broken copy")
+            return real_load(path)
+
+        monkeypatch.setattr(io, "load_run", only_the_source_loads)
+    elif failure == "bad_name":
+        name = zoo.INDEX
+    elif failure in ("not_complete", "no_dataset", "malformed_index"):
+        source = tmp_path / "source"
+        shutil.copytree(tiny_run, source)
+        config = io.read_json(source / io.CONFIG)
+        if failure == "not_complete":
+            io.write_json(source / io.CONFIG, {**config, "status": "running"})
+        elif failure == "no_dataset":
+            io.write_json(source / io.CONFIG, {k: v for k, v in config.items() if k != "dataset"})
+        else:
+            (root / zoo.INDEX).write_text(json.dumps({"format_version": 1, "runs": "nope"}))
+    before = _snapshot(root)
+    with pytest.raises((ValueError, OSError)):
+        zoo.add_run(source, root, name, "new label")
+    assert _snapshot(root) == before
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_replacing_a_zoo_model_swaps_the_whole_folder(zoo_with_tiny, tmp_path, tiny_config):
+    from mtc_core.train import train
+
+    root = zoo_with_tiny
+    other = train(tiny_config(model="vae", steps=5), tmp_path / "other").run_dir
+    zoo.add_run(other, root, "tiny", "now a VAE")
+    loaded, config = io.load_run(root / "tiny")
+    assert config["model"]["name"] == "vae" and type(loaded).__name__ == "VAE"
+    assert io.read_json(root / "tiny" / io.METRICS) == io.read_json(other / io.METRICS)  # not the old model's metrics
+    assert [(e["label"], e["model"]) for e in zoo.read_index(root)] == [("now a VAE", "vae")]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (root / "tiny").stat().st_mode & 0o777 == 0o777 & ~mask  # readable as a folder made by mkdir, not private
+    assert (root / "tiny" / io.WEIGHTS).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("case, needle", [("zoo_is_a_file", "must be a folder"), ("name_is_the_index", "index file"),
+                                          ("no_dataset", "no dataset spec"), ("missing_run", "not a run directory"),
+                                          ("name_is_a_file", "not a model folder")])
+def test_cli_zoo_add_refusals_exit_2_with_one_line(tiny_run, tmp_path, capsys, case, needle):
+    zoo_dir, run, name = tmp_path / "zoo", tiny_run, "m"
+    zoo_dir.mkdir()
+    if case == "zoo_is_a_file":
+        zoo_dir = tmp_path / "file"
+        zoo_dir.write_text("x")
+    elif case == "name_is_the_index":
+        name = zoo.INDEX
+    elif case == "no_dataset":
+        run = tmp_path / "nodata"
+        model, _ = io.load_run(tiny_run)
+        io.save_run(model, {"model": {"name": "beta_vae"}}, run)
+    elif case == "missing_run":
+        run = tmp_path / "nowhere"
+    elif case == "name_is_a_file":
+        (zoo_dir / "m").write_text("not a folder")
+    before = _snapshot(tmp_path)
+    assert main(["zoo-add", str(run), "--name", name, "--label", "L", "--zoo", str(zoo_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert _snapshot(tmp_path) == before and not (zoo_dir / name).is_dir()
