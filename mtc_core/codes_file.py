@@ -187,6 +187,28 @@ def codes_from_points(train: dict, test: dict, factor_names) -> Codes:
     return validate(**joined, factor_names=np.array(factor_names, dtype=str), num_train=len(train["mean"]))
 
 
+def keep(data: bytes, folder: str | Path, name: str) -> Path:
+    """Keep a codes file's bytes as `folder/name.npz` after validating them; an existing file is never replaced
+    (the name is claimed with a hard link, which fails when it exists)."""
+    load_codes(data)
+    folder = Path(folder)
+    target = folder / f"{name}.npz"
+    if target.exists():
+        raise ValueError(f"a code set named {name!r} is already kept; choose another name")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        publish_mode(tmp)
+        os.link(tmp, target)
+    except FileExistsError:
+        raise ValueError(f"a code set named {name!r} is already kept; choose another name") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
 def _kind_of(data: bytes) -> str:
     if data[:6] == b"\x93NUMPY":
         return "a single .npy array; save every array in one archive: np.savez(path, mean=..., logvar=...)"

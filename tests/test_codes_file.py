@@ -170,3 +170,14 @@ def test_recipe_layout_disentangling_vae(rng):
                                  factors=values, factor_names=np.array(["color", "shape", "scale", "orientation", "posX", "posY"])))
     assert codes.dropped_factors == ("color",) and codes.factors.shape == (n, 5) and codes.factors.max() < 40
     assert isinstance(codes, Codes) and codes.sampled is not None
+
+
+def test_keep_writes_validated_bytes_once(tmp_path, arrays):
+    data = npz_bytes(**arrays)
+    path = codes_file.keep(data, tmp_path / "codes", "mine")
+    assert path.read_bytes() == data
+    with pytest.raises(ValueError, match="already kept"):
+        codes_file.keep(npz_bytes(mean=arrays["mean"], logvar=arrays["logvar"]), tmp_path / "codes", "mine")
+    with pytest.raises(ValueError, match="NaN"):
+        codes_file.keep(npz_bytes(mean=arrays["mean"] * np.nan, logvar=arrays["logvar"]), tmp_path / "codes", "other")
+    assert path.read_bytes() == data and sorted(p.name for p in (tmp_path / "codes").iterdir()) == ["mine.npz"]
