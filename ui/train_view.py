@@ -12,6 +12,7 @@ import torch
 
 from mtc_core import figures
 from mtc_core.data import make_dataset
+from mtc_core.defaults import dataset_defaults
 from mtc_core.models import MODELS, build_model
 from mtc_core.models.architectures import ARCHITECTURES
 from mtc_core.train import TrainConfig, resolved_model_params
@@ -58,6 +59,15 @@ def _field_input(f: dataclasses.Field, help_text: str, key: str) -> Any:
     return st.text_input(f.name, value=str(default), help=help_text, key=key)
 
 
+def _default_fields(dataset: str) -> dict[str, Any]:
+    """The form's training fields (widget key -> value) at the dataset's defaults."""
+    return {f"train_{name}": value for name, value in dataset_defaults(dataset).items()}
+
+
+def _apply_dataset_defaults() -> None:
+    st.session_state.update(_default_fields(st.session_state["train_dataset"]))
+
+
 def config_form(model_name: str) -> TrainConfig | None:
     """The training form for one variant; returns a validated TrainConfig when submitted, None otherwise.
     Values out of bounds are reported with the config's own message (ValueError) and nothing starts."""
@@ -65,18 +75,20 @@ def config_form(model_name: str) -> TrainConfig | None:
     comments = field_comments(model_cls.Config)
     train_comments = field_comments(TrainConfig)
     devices = ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    # outside the form, so that picking a dataset fills in its defaults (the CLI's: mtc_core.defaults) at once
+    dataset = st.selectbox("dataset", DATASETS, key="train_dataset", on_change=_apply_dataset_defaults,
+                           help="toy: 32x32, three objects, disentangles in about a minute; squares: one moving "
+                                "square; shapes2d: dSprites' 64x64 grid (conv64, slow on a CPU)")
+    for key, value in _default_fields(dataset).items():
+        st.session_state.setdefault(key, value)
     with st.form("train_form"):
         left, right = st.columns(2)
         with left:
             st.markdown("**Training**")
-            dataset = st.selectbox("dataset", DATASETS, key="train_dataset",
-                                   help="toy: 32x32, three objects, disentangles in about a minute; squares: one moving "
-                                        "square; shapes2d: dSprites' 64x64 grid (conv64, slow on a CPU)")
-            steps = st.number_input("steps", value=2000, step=100, key="train_steps", help=train_comments["steps"])
-            batch_size = st.number_input("batch_size", value=64, step=8, key="train_batch_size",
-                                         help=train_comments["batch_size"])
-            lr = st.number_input("lr", value=2e-3, step=1e-4, format="%g", key="train_lr",
-                                 help=train_comments["lr"] + "; 2e-3 trains the toy in a minute")
+            steps = st.number_input("steps", step=100, key="train_steps", help=train_comments["steps"])
+            batch_size = st.number_input("batch_size", step=8, key="train_batch_size", help=train_comments["batch_size"])
+            lr = st.number_input("lr", step=1e-4, format="%g", key="train_lr",
+                                 help=train_comments["lr"] + "; the default is the dataset's (mtc_core.defaults, as the CLI)")
             seed = st.number_input("seed", value=0, step=1, key="train_seed", help=train_comments["seed"])
             device = st.selectbox("device", devices, key="train_device", help=train_comments["device"])
         with right:
