@@ -7,14 +7,17 @@ import inspect
 
 from mtc_core.data.base import GroundTruthDataset
 from mtc_core.data.dsprites_file import DSpritesFile
+from mtc_core.data.dsprites_variants import ColorDSprites, NoisyDSprites
 from mtc_core.data.shapes2d import Shapes2D
 from mtc_core.data.shapes3d import Shapes3D
 from mtc_core.data.squares import Squares
 from mtc_core.data.toy import Toy
 
-DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares, "shapes3d": Shapes3D}
+DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares, "shapes3d": Shapes3D,
+            "color_dsprites": ColorDSprites, "noisy_dsprites": NoisyDSprites}
 
-__all__ = ["DATASETS", "DSpritesFile", "GroundTruthDataset", "Shapes2D", "Shapes3D", "Squares", "Toy", "make_dataset"]
+__all__ = ["DATASETS", "ColorDSprites", "DSpritesFile", "GroundTruthDataset", "NoisyDSprites", "Shapes2D", "Shapes3D", "Squares", "Toy",
+           "make_dataset"]
 
 
 def make_dataset(spec: dict | str, image_shape: tuple[int, ...] | None = None) -> GroundTruthDataset:
