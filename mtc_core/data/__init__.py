@@ -8,16 +8,17 @@ import inspect
 from mtc_core.data.base import GroundTruthDataset
 from mtc_core.data.dsprites_file import DSpritesFile
 from mtc_core.data.dsprites_variants import ColorDSprites, NoisyDSprites
+from mtc_core.data.real_files import MPI3DFile, Shapes3DFile
 from mtc_core.data.shapes2d import Shapes2D
 from mtc_core.data.shapes3d import Shapes3D
 from mtc_core.data.squares import Squares
 from mtc_core.data.toy import Toy
 
 DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares, "shapes3d": Shapes3D,
-            "color_dsprites": ColorDSprites, "noisy_dsprites": NoisyDSprites}
+            "color_dsprites": ColorDSprites, "noisy_dsprites": NoisyDSprites, "3dshapes": Shapes3DFile, "mpi3d": MPI3DFile}
 
-__all__ = ["DATASETS", "ColorDSprites", "DSpritesFile", "GroundTruthDataset", "NoisyDSprites", "Shapes2D", "Shapes3D", "Squares", "Toy",
-           "make_dataset"]
+__all__ = ["DATASETS", "ColorDSprites", "DSpritesFile", "GroundTruthDataset", "MPI3DFile", "NoisyDSprites", "Shapes2D", "Shapes3D",
+           "Shapes3DFile", "Squares", "Toy", "make_dataset"]
 
 
 def make_dataset(spec: dict | str, image_shape: tuple[int, ...] | None = None) -> GroundTruthDataset:
