@@ -28,6 +28,7 @@ from mtc_core.estimators import (
     tc_mss,
     tc_mws,
 )
+from mtc_core.estimators.minibatch import gaussian_tc_null_mean
 
 D, S = 10, 0.5
 SHAPES2D = 737_280
@@ -175,13 +176,23 @@ def test_mws_is_the_batch_mixture_tc_plus_d_minus_1_log_n(seed=5):
 
 
 def test_mean_tc_gaussian_penalty_against_the_closed_form(seed=7):
-    # Table, 20 seeds: batch 512, rho 0.3: +0.039 +- 0.091 (close to the closed form 0.951);
-    # batch 64, rho 0: +0.366 +- 0.065, the small-sample bias of -1/2 log det R (about D (D - 1) / (4 B) = 0.35)
+    # Before the penalty subtracted its expectation under independence (gaussian_tc_null_mean: 0.383 at batch 64,
+    # 0.044 at 512, D = 10), the table read, 20 seeds: batch 512, rho 0.3: +0.039 +- 0.091 against the closed form
+    # 0.951; batch 64, rho 0: +0.366 +- 0.065. The correction is a constant, so the spreads stay.
     k = 10
     at_512 = [mean_tc_gaussian(batch[1]).item() - synthetic_tc(D, 0.3, S)["mean"] for batch in batches(0.3, 512, k, seed)]
-    assert np.mean(at_512) == pytest.approx(0.039, abs=band(0.091, k, 20))
+    assert np.mean(at_512) == pytest.approx(0.039 - gaussian_tc_null_mean(512, D), abs=band(0.091, k, 20))
     at_64 = [mean_tc_gaussian(batch[1]).item() for batch in batches(0.0, 64, k, seed + 1)]
-    assert np.mean(at_64) == pytest.approx(0.366, abs=band(0.065, k, 20))
+    assert np.mean(at_64) == pytest.approx(0.366 - gaussian_tc_null_mean(64, D), abs=band(0.065, k, 20))
+
+
+def test_gaussian_tc_null_mean_is_the_expected_tc_of_independent_batches():
+    # 400 batches each: the Monte-Carlo mean of -1/2 log det R against the Beta-product expectation
+    rng = np.random.default_rng(0)
+    for b, d in ((64, 10), (12, 5), (512, 10)):
+        draws = [gaussian_tc(np.corrcoef(rng.standard_normal((b, d)), rowvar=False)) for _ in range(400)]
+        assert np.mean(draws) == pytest.approx(gaussian_tc_null_mean(b, d), abs=3 * np.std(draws) / 20)
+    assert gaussian_tc_null_mean(64, 10) == pytest.approx(0.383, abs=1e-3) and gaussian_tc_null_mean(8, 10) == 0.0
 
 
 def test_mean_tc_kde_penalty_near_zero_on_independent_codes_and_low_on_a_passive_copy(seed=9):

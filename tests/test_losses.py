@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.special import logsumexp
+from scipy.special import digamma, logsumexp
 
 import mtc_core.models.factor_vae as factor_vae_module
 from mtc_core.models import MODELS, build_model
@@ -93,10 +93,15 @@ def ref_decomposition(z, mu, logvar, n, estimator):
     return {"mi": np.mean(mi), "tc": np.mean(tc), "dwkl": np.mean(dwkl), "kl_one_sample": np.mean(mi) + np.mean(tc) + np.mean(dwkl)}
 
 
-def ref_gaussian_mean_tc(mu, ridge):
-    """-1/2 log det(R + ridge I) + D/2 log(1 + ridge), R the correlation matrix of the batch of means."""
+def ref_gaussian_mean_tc(mu, ridge, debias=False):
+    """-1/2 log det(R + ridge I) + D/2 log(1 + ridge), R the correlation matrix of the batch of means; `debias`
+    subtracts E[-1/2 log det R] of B independent points, det R ~ prod_i Beta((B - 1 - i) / 2, i / 2), i = 1..D-1."""
     r = np.corrcoef(mu, rowvar=False)
-    return 0.5 * (len(r) * math.log(1 + ridge) - np.linalg.slogdet(r + ridge * np.eye(len(r)))[1])
+    value = 0.5 * (len(r) * math.log(1 + ridge) - np.linalg.slogdet(r + ridge * np.eye(len(r)))[1])
+    if debias:
+        b, d = mu.shape
+        value += 0.5 * sum(digamma((b - 1 - i) / 2) - digamma((b - 1) / 2) for i in range(1, d))
+    return value
 
 
 def ref_kde_mean_tc(mu, order):
@@ -261,7 +266,7 @@ def kde_order(seed, b=B, d=D):
 
 def ref_rtc(b, *, beta, lambda_t, mean_tc, estimator, ramp, ridge=0.05, seed=0):
     sampled = ref_decomposition(b["z"], b["mu"], b["logvar"], N, estimator)["tc"]
-    penalty = ref_gaussian_mean_tc(b["mu"], ridge) if mean_tc == "gaussian" else ref_kde_mean_tc(b["mu"], kde_order(seed))
+    penalty = ref_gaussian_mean_tc(b["mu"], ridge, debias=True) if mean_tc == "gaussian" else ref_kde_mean_tc(b["mu"], kde_order(seed))
     return ref_kl(b["mu"], b["logvar"]) + (beta - 1) * sampled + ramp * lambda_t * penalty, penalty
 
 
