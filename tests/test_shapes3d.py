@@ -3,7 +3,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from mtc_core import figures, io, traversal
 from mtc_core.data import Shapes3D, make_dataset
 from mtc_core.data.shapes3d import (
     AMBIENT,
@@ -21,6 +23,7 @@ from mtc_core.data.shapes3d import (
     object_normal,
     scene_tables,
 )
+from mtc_core.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +149,22 @@ def test_spec_round_trip_and_describe(shapes):
     assert make_dataset(json.loads(json.dumps(shapes.spec()))) == shapes
     text = shapes.describe()
     assert "480,000 images of 64x64 pixels, 3-channel" in text and "orientation (15)" in text
+
+
+def test_colour_images_train_traverse_and_draw(tmp_path, shapes):
+    config = TrainConfig(model="beta_tcvae", dataset={"name": "shapes3d"}, steps=3, batch_size=8, lr=1e-3, eval_every=3,
+                         eval_size=16, checkpoint_every=3, device="cpu")
+    train(config, tmp_path / "run", command="pytest")
+    model, saved = io.load_run(tmp_path / "run")
+    assert model.config.image_shape == (3, 64, 64) and model.config.architecture == "conv64"
+    assert model.config.dataset_size == 480_000 and saved["dataset"] == {"name": "shapes3d"}
+    images = shapes.render(shapes.sample_factors(4, np.random.default_rng(3)))
+    x = torch.from_numpy(images)
+    # Bernoulli likelihood on the [0, 1] intensities of all 3 x 64 x 64 values: logits 0 cost log 2 each, whatever x
+    assert model.reconstruction(x, torch.zeros_like(x)).item() == pytest.approx(3 * 64 * 64 * np.log(2), rel=1e-6)
+    mu, _ = traversal.encode_numpy(model, images)
+    grid = traversal.traverse(model, mu[0], [0, 1], traversal.traversal_values(mu, 5))
+    assert grid.shape == (2, 5, 3, 64, 64) and 0 <= grid.min() and grid.max() <= 1
+    picture = figures.image_grid(np.stack([images[:3], images[1:]]), pad=2)
+    assert picture.mode == "RGB" and picture.size == (3 * 66 + 2, 2 * 66 + 2)
+    assert picture.getpixel((2 + 66 + 30, 2 + 40)) == tuple(int(v) for v in figures.to_uint8(images[1])[40, 30])
