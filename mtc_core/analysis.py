@@ -137,13 +137,14 @@ def summary_table(result: dict) -> str:
 
     tc = result.get("tc", {})
     lines = ["| quantity | mean codes | sampled codes |", "|---|---|---|"]
-    for label, estimator, part in (("Gaussian TC (nats)", "gaussian", None), ("  between active and passive", "gaussian", "between"),
-                                   ("kNN TC (nats)", "knn", None)):
+    for label, estimator, part in (("Gaussian TC (nats)", "gaussian", None), ("  among active latents", "gaussian", "active"),
+                                   ("  between active and passive", "gaussian", "between"), ("kNN TC (nats)", "knn", None)):
         lines.append(f"| {label} | {describe(tc, 'mean', estimator, part)} | {describe(tc, 'sampled', estimator, part)} |")
     lines.append(f"| dataset Monte-Carlo TC (nats) | needs a posterior | {describe(tc, 'sampled', 'dataset_mc')} |")
     bound = result.get("sampled_tc_bound")
     if bound:
-        lines.append(f"| bound on the sampled Gaussian TC | | {_number(bound['all']['value'])} |")
+        lines.append(f"| bound on the sampled Gaussian TC, all / passive latents | | {_number(bound['all']['value'])} / "
+                     f"{_number(bound['passive']['value'])} |")
     for label, get in (("MIG", lambda r: r.get("mig")), ("SAP", lambda r: r.get("sap")),
                        ("DCI disentanglement", lambda r: (r.get("dci") or {}).get("disentanglement")),
                        ("FactorVAE score", lambda r: _score(r.get("factor_vae"))), ("BetaVAE score", lambda r: _score(r.get("beta_vae")))):

@@ -172,3 +172,15 @@ def test_cli_evaluate_codes_refuses_a_hostile_file_in_one_line(tmp_path, capsys)
     assert main(["evaluate-codes", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "factor_names holds Python objects" in err and not (tmp_path / "evil.analysis.json").exists()
+
+
+def test_cli_evaluate_prints_a_summary_and_stores_everything(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["evaluate", str(run), "--num-train", "200", "--num-test", "100", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    stored = io.read_json(run / io.METRICS)["evaluation"]
+    assert describe(stored["tc"], "mean", "gaussian") in printed and f"{stored['mean']['mig']:.3f}" in printed
+    assert f"{stored['recon']:.2f}" in printed and "full results:" in printed and len(printed.splitlines()) < 20
