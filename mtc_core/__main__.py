@@ -143,9 +143,11 @@ def cmd_evaluate(argv: list[str]) -> int:
     from mtc_core.train import resolve_device
 
     model, _, dataset = _run_and_dataset(args.run, resolve_device(args.device))
-    results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed)
     metrics_path = args.run / io.METRICS
-    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}  # read (and refused) before minutes of work
+    if not isinstance(metrics, dict):
+        raise UsageError(f"{metrics_path}: not a JSON object, so the evaluation has nowhere to go; fix or delete the file")
+    results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed)
     metrics["evaluation"] = io.json_safe(results)
     io.write_json(metrics_path, metrics)
     from mtc_core.analysis import summary_table

@@ -195,7 +195,7 @@ def _seeds(value: Any, where: str) -> list[int]:
 
 def _check_dataset(spec: Any) -> None:
     """Name and arguments only: the dataset itself (maybe a file on the workers) is built by each run."""
-    if not isinstance(spec, dict) or spec.get("name") not in DATASETS:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec["name"] not in DATASETS:
         raise ValueError(f"dataset must be a mapping with a name in {sorted(DATASETS)}, got {_short(spec)}")
     cls = DATASETS[spec["name"]]
     try:
@@ -233,6 +233,8 @@ def _entries(spec: dict) -> list[tuple[dict, type, dict, dict, list[int]]]:
     for i, entry in enumerate(spec["models"]):
         where = f"models[{i}]"
         _check_keys(where, entry, MODEL_KEYS, required=("name",))
+        if not isinstance(entry["name"], str):
+            raise ValueError(f"{where}.name must be a model name (a string), got {_short(entry['name'])}")
         try:
             cls = model_class(entry["name"])
         except ValueError as e:

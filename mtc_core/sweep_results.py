@@ -120,7 +120,7 @@ def plot_regularisation(table: list[dict], path: str | Path) -> Path:
     Locatello et al. 2019, Sec. 5.1 (their Fig. 2). Writes a PNG; ValueError when no row has numbers."""
     from matplotlib.figure import Figure  # the object API: no pyplot state, safe inside the app's server
 
-    rows = [r for r in table if r["tc_mean"] is not None]
+    rows = [r for r in table if r["tc_mean"] is not None and r["tc_sampled"] is not None]  # both panels need a number
     if not rows:
         raise ValueError("no complete run with TC numbers to plot")
     lines: dict[str, list[dict]] = {}

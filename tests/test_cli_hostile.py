@@ -61,6 +61,9 @@ def files(tmp_path_factory, tiny_run):
     }
     for name, text in specs.items():
         (root / f"{name}.yaml").write_text(text)
+    for name, content in (("null_metrics", "null"), ("broken_metrics", "{")):
+        shutil.copytree(tiny_run, root / name)
+        (root / name / io.METRICS).write_text(content)
     (root / "a_file").write_text("not a folder")
     broken_sweep = root / "broken_sweep"
     (broken_sweep / "vae-seed=0").mkdir(parents=True)
@@ -82,6 +85,8 @@ def cases(root: Path) -> list[tuple[list[str], str]]:
         (["evaluate", str(root / "no_file")], "dSprites file not found"),
         (["evaluate", str(root / "absent")], "absent"),
         (["evaluate", str(root / "a_file")], "a_file"),
+        (["evaluate", str(root / "null_metrics"), "--num-train", "200", "--num-test", "100"], "metrics.json: not a JSON object"),
+        (["evaluate", str(root / "broken_metrics"), "--num-train", "200", "--num-test", "100"], "metrics.json: not valid JSON"),
         (["traverse", run, "--png", str(root / "no" / "such" / "t.png"), "--gif", gif], "does not exist"),
         (["traverse", run, "--png", str(root / "t.foo"), "--gif", gif], "unknown image file extension '.foo'"),
         (["traverse", run, "--png", str(root / "t"), "--gif", gif], "unknown image file extension '(none)'"),

@@ -156,6 +156,8 @@ def test_changed_spec_under_an_old_folder_is_refused(swept):
     (lambda s: s.update(seeds=[]), "seeds must be"),
     (lambda s: s.update(dataset={"name": "toy", "colour": 1}), "dataset 'toy'"),
     (lambda s: s["models"].append({"name": "beta_tcvae", "grid": {"beta": [2.0]}, "params": TINY}), "share the directory"),
+    (lambda s: s.update(dataset={"name": ["toy"]}), "dataset must be a mapping with a name in"),
+    (lambda s: s["models"][0].update(name={"a": 1}), r"models\[0\].name must be a model name"),
 ])
 def test_bad_specs_fail_before_any_run(edit, needle):
     spec = json.loads(json.dumps(SPEC))
