@@ -441,3 +441,18 @@ def test_tc_dataset_refuses_posterior_variances_that_overflow(logvar_value):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="num_samples must be a positive integer"):
             tc_dataset(mu, logvar, num_samples=bad)
+
+
+def test_wasserstein_correlation_at_extreme_scales():
+    # C * diag C overflowed for variances near 1e160 and the result came back as -inf without a word
+    rng = np.random.default_rng(3)
+    codes = rng.standard_normal((200, 3))
+    codes[:, 1] += codes[:, 0]
+    cov = np.cov(codes, rowvar=False)
+    value = gaussian_wasserstein_correlation(cov)
+    for scale in (2.0**600, 2.0**-600, 2.0**1000):
+        assert gaussian_wasserstein_correlation(cov * scale) == pytest.approx(value * scale, rel=1e-12)
+        assert gaussian_wasserstein_correlation(cov * scale, normalize=True) == pytest.approx(
+            gaussian_wasserstein_correlation(cov, normalize=True), rel=1e-12)
+    with pytest.raises(ValueError, match="overflows float64"):
+        gaussian_wasserstein_correlation(np.full((3, 3), 1.4e308) + np.eye(3) * 1e307)  # the distance itself is beyond float64

@@ -103,12 +103,22 @@ def gaussian_wasserstein_correlation(cov, normalize: bool = False) -> float:
     divides by tr C (its `gaussian_wasserstein_correlation_norm`).
     """
     cov = _validate_cov(cov)
+    # The distance is 1-homogeneous in C: it is computed on C / 2^k (largest variance near 1) and scaled back
+    # exactly, so that C * diag C cannot overflow for variances near 1e308 (it returned -inf) or underflow.
+    exponent = int(np.frexp(np.abs(np.diag(cov)).max())[1])
+    cov = np.ldexp(cov, -exponent)
     total = float(np.sum(np.diag(cov)))
     if normalize and total <= 0:
         raise ValueError("covariance has zero trace: the normalised Wasserstein correlation is undefined")
     sqrtm = scipy.linalg.sqrtm(cov * np.expand_dims(np.diag(cov), axis=1))
     score = float(2 * total - 2 * np.trace(sqrtm).real)
-    return score / total if normalize else score
+    if normalize:
+        return score / total
+    with np.errstate(over="ignore"):
+        score = float(np.ldexp(score, exponent))
+    if not math.isfinite(score):
+        raise ValueError(f"the Wasserstein correlation overflows float64 (variances up to {np.ldexp(np.diag(cov).max(), exponent):.3g})")
+    return score
 
 
 def _validate_posterior(mu, logvar) -> tuple[np.ndarray, np.ndarray]:
