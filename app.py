@@ -1,6 +1,6 @@
 """MTC Explorer: does a low TC of the sampled codes mean a low TC of the mean codes? (`streamlit run app.py`)
 
-The entry point: page navigation and the sidebar shared by every page (model picker, device badge).
+The entry point: page navigation and the sidebar shared by every page (model picker, device badge, trainings).
 """
 
 import streamlit as st
@@ -9,10 +9,9 @@ from ui import pages, train_view, widgets
 
 st.set_page_config(page_title="MTC Explorer", page_icon=":material/scatter_plot:", layout="wide")
 
-PAGES = [st.Page(script, title=title, icon=icon, default=i == 0) for i, (title, (script, icon)) in enumerate(pages.PAGES.items())]
-
-page = st.navigation(PAGES)
+page = pages.navigation()
 widgets.model_picker()
 widgets.device_badge()
 train_view.sidebar_status()
-page.run()
+with pages.frame():
+    page.run()

@@ -1,6 +1,6 @@
 """mtc_core: mean vs sampled total correlation in VAEs (models, estimators, metrics, training).
 
-Never imports streamlit: the app (app.py, app_pages/, ui/) sits on top of this package.
+Never imports streamlit: the app (app.py, pages/, ui/) sits on top of this package.
 """
 
 __version__ = "0.1.0"

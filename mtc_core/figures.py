@@ -85,7 +85,10 @@ def activity_bars(var_mu: np.ndarray, mean_sigma2: np.ndarray, threshold: float 
         go.Bar(x=labels, y=var_mu, name="Var(mu_j): signal", marker_color=MEAN_COLOUR),
         go.Bar(x=labels, y=mean_sigma2, name="E[sigma_j^2]: posterior noise", marker_color=SAMPLED_COLOUR),
     ])
-    fig.add_hline(y=threshold, line_dash="dot", annotation_text=f"active threshold {threshold}")
+    # the threshold's name goes into the legend: an annotation on the line sits on top of some latent's bar
+    fig.add_hline(y=threshold, line_dash="dot", line_color="grey")
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name=f"active threshold: Var(mu_j) > {threshold}"))
     fig.update_layout(barmode="group", yaxis={"type": "log", "title": "variance", "dtick": 1, "exponentformat": "power"},
                       height=380, margin={"t": 30, "b": 20},
                       legend={"orientation": "h", "y": 1.12})
@@ -93,11 +96,27 @@ def activity_bars(var_mu: np.ndarray, mean_sigma2: np.ndarray, threshold: float 
 
 
 def latent_pair_scatter(mean_codes: np.ndarray, sampled_codes: np.ndarray, i: int, j: int,
-                        colour: np.ndarray | None = None, colour_name: str = "", max_points: int = 2000) -> go.Figure:
-    """Latent z_i against z_j for the mean and the sampled codes [N, D], optionally coloured by a factor [N]."""
+                        colour: np.ndarray | None = None, colour_name: str = "", max_points: int = 2000,
+                        classes: list[str] | None = None) -> go.Figure:
+    """Latent z_i against z_j for the mean and the sampled codes [N, D], optionally coloured by a factor [N]: a colour
+    bar for an ordered factor, or one discrete colour per class with a legend when `classes` names them (class k is
+    factor value k, e.g. a shape)."""
     n = min(len(mean_codes), max_points)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean codes", "sampled codes"), horizontal_spacing=0.08)
     marker = {"size": 4, "opacity": 0.6}
+    if colour is not None and classes is not None:
+        values = np.asarray(colour)[:n]
+        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        for col, codes in ((1, mean_codes), (2, sampled_codes)):
+            for k, name in enumerate(classes):
+                rows = values == k
+                fig.add_trace(go.Scattergl(x=codes[:n][rows, i], y=codes[:n][rows, j], mode="markers", name=f"{colour_name} = {name}",
+                                           legendgroup=str(k), showlegend=col == 1,
+                                           marker={**marker, "color": palette[k % len(palette)]}), row=1, col=col)
+            fig.update_xaxes(title_text=f"z{i}", row=1, col=col)
+            fig.update_yaxes(title_text=f"z{j}", row=1, col=col)
+        fig.update_layout(height=420, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.2})
+        return fig
     if colour is not None:
         marker.update(color=np.asarray(colour)[:n], colorscale="Viridis", showscale=True, colorbar={"title": colour_name})
     for col, codes, default in ((1, mean_codes, MEAN_COLOUR), (2, sampled_codes, SAMPLED_COLOUR)):
@@ -124,13 +143,14 @@ def theorem_curves(rho: np.ndarray, mean_tc: np.ndarray, sampled_tc: np.ndarray,
 
 def mi_heatmaps(panels: dict[str, np.ndarray], factor_names: list[str]) -> go.Figure:
     """Normalised MI matrices M[k, j] = I(z_j; v_k) / H(v_k), [K, D], one panel per title, on one 0..1 colour scale."""
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.04, shared_yaxes=True)
     for col, m in enumerate(panels.values(), start=1):
         m = np.asarray(m, dtype=np.float64)
         fig.add_trace(go.Heatmap(z=m, x=[f"z{j}" for j in range(m.shape[1])], y=list(factor_names), coloraxis="coloraxis",
                                  text=np.round(m, 2), texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra></extra>"),
                       row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_yaxes(automargin=True)
     fig.update_layout(coloraxis={"colorscale": "Blues", "cmin": 0, "cmax": 1, "colorbar": {"title": "I / H"}},
                       height=140 + 45 * len(factor_names), margin={"t": 70, "b": 20})
     return fig
@@ -152,20 +172,24 @@ def tc_disparity_scatter(mean_tc: list[float], sampled_tc: list[float], labels: 
 
 
 def training_curves(history: list[dict]) -> go.Figure:
-    """Loss terms (left) and the TC of the mean vs the sampled codes (right) against the step, from history records.
+    """The training loss (left), its reconstruction and KL terms (middle) and the TC of the mean vs the sampled codes
+    (right) against the step, from history records.
 
     Both TCs are the Gaussian TC of the held-out batch (`train.eval_record`); a history written before the sampled
     codes' TC was logged that way has the mean codes' curve only (`train.history_tc`)."""
     steps = [r["step"] for r in history]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (nats)", "total correlation (nats)"), horizontal_spacing=0.1)
-    for key, colour in (("train_loss", "black"), ("recon", "#2ca02c"), ("kl", "#9467bd")):
-        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=1)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("training loss (nats)", "reconstruction and KL (nats, log scale)",
+                                                        "total correlation (nats)"), horizontal_spacing=0.07)
+    fig.add_trace(go.Scatter(x=steps, y=[r.get("train_loss") for r in history], name="train_loss", line={"color": "black"}), row=1, col=1)
+    for key, colour in (("recon", "#2ca02c"), ("kl", "#9467bd")):
+        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=2)
     n = next((r["tc_n"] for r in reversed(history) if "tc_n" in r), None)
     size = f", batch of {n}" if n else ""
     for code, colour in (("mean", MEAN_COLOUR), ("sampled", SAMPLED_COLOUR)):
         values = [history_tc(r, code) for r in history]
         if any(v is not None for v in values):
-            fig.add_trace(go.Scatter(x=steps, y=values, name=f"TC {code} codes (Gaussian{size})", line={"color": colour}), row=1, col=2)
+            fig.add_trace(go.Scatter(x=steps, y=values, name=f"TC {code} codes (Gaussian{size})", line={"color": colour}), row=1, col=3)
     fig.update_xaxes(title_text="step")
     fig.update_layout(height=360, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.25})
     return fig

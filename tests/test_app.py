@@ -1,5 +1,6 @@
-"""The Streamlit app through streamlit.testing's AppTest: every page renders against a tiny trained model,
-widgets change what is drawn, the Train page trains in the background and its run joins the picker."""
+"""The Streamlit app through streamlit.testing's AppTest: every page renders against tiny trained models, the overview
+and the side-by-side view draw the stored evaluations, widgets change what is drawn, broken runs are listed and
+skipped, and trainings belong to the server (any session sees and cancels them; an interrupted run resumes exactly)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import base64
 import json
 import shlex
 import shutil
+import statistics
+import struct
 import threading
 import time
 from pathlib import Path
@@ -16,21 +19,25 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from mtc_core import estimators, io, theory
+import mtc_core
+from mtc_core import disintegration, estimators, io, theory
 from mtc_core.data import make_dataset
 from mtc_core.estimators.report import describe as report_describe
+from mtc_core.estimators.report import value as report_value
 from mtc_core.train import Callback, TrainConfig, train
 from mtc_core.traversal import encode_numpy
-from ui import runs, training
+from ui import background, runs, training
 from ui.cache import NUM_POINTS
 from ui.pages import PAGE_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGES = PAGE_FILES
-NEEDS_MODEL = ("Traversals", "Mean vs sampled TC", "Factor disintegration", "Compare")
+NEEDS_MODEL = ("Traversals", "Mean vs sampled TC", "Factor disintegration", "Compare", "Side by side", "Overview")
 TIMEOUT = 60
 TOY_FACTORS = make_dataset("toy").factor_names
+SMALL_EVAL = {"num_train": 300, "num_test": 150, "intervention_points": 10, "intervention_batch": 16, "variance_points": 200,
+              "dataset_tc_samples": 200}
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -65,12 +72,65 @@ def app_dirs(tmp_path, monkeypatch, tiny_model_dir) -> dict[str, Path]:
     return dirs
 
 
-def open_page(title: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    if PAGES[title] != PAGES["Models"]:
-        at.switch_page(PAGES[title]).run()
+ZOO = [  # folder, label, model, seed: two seeds of one beta-TCVAE configuration and one RTC-VAE
+    ("beta_tcvae-seed0", "beta-TCVAE (beta 6), toy, seed 0", "beta_tcvae", 0),
+    ("beta_tcvae-seed1", "beta-TCVAE (beta 6), toy, seed 1", "beta_tcvae", 1),
+    ("rtc_vae-seed0", "RTC-VAE (ours), toy, seed 0", "rtc_vae", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def evaluated_zoo(tmp_path_factory, one_thread) -> Path:
+    """A zoo of three tiny toy models, each with a stored evaluation (mtc_core.evaluate at small sizes)."""
+    root = tmp_path_factory.mktemp("zoo")
+    for folder, _, model, seed in ZOO:
+        result = train(tiny_config(model=model, seed=seed, steps=60), root / folder, command="pytest test_app zoo")
+        evaluation = io.json_safe(mtc_core.evaluate(result.model, make_dataset("toy"), seed=0, **SMALL_EVAL))
+        io.write_json(root / folder / io.METRICS, {**io.read_json(root / folder / io.METRICS), "evaluation": evaluation})
+    io.write_json(root / "index.json", {"format_version": 1, "runs": [{"path": f, "label": label} for f, label, _, _ in ZOO]})
+    return root
+
+
+@pytest.fixture
+def zoo_dirs(tmp_path, monkeypatch, evaluated_zoo) -> dict[str, Path]:
+    """MTC_ZOO_DIR: the evaluated zoo; MTC_RUNS_DIR empty."""
+    dirs = {"runs": tmp_path / "runs", "zoo": evaluated_zoo}
+    dirs["runs"].mkdir()
+    monkeypatch.setenv("MTC_RUNS_DIR", str(dirs["runs"]))
+    monkeypatch.setenv("MTC_ZOO_DIR", str(dirs["zoo"]))
+    return dirs
+
+
+@pytest.fixture(autouse=True)
+def no_training_left_behind():
+    """Each test's trainings end with it (a daemon thread still training when Python exits aborts it)."""
+    yield
+    for job in training.jobs():
+        job.cancel.set()
+    deadline = time.monotonic() + TIMEOUT
+    while any(not job.done for job in training.jobs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
+    """Rerun until no background computation is pending: what the progress fragments do in a browser."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = bool(background.pending())
+        at.run()
+        if not busy and not background.pending():  # this run started with every result there and asked for no more
+            break
+        assert time.monotonic() < deadline, f"background computations still pending: {[t.label for t in background.pending()]}"
+        time.sleep(0.2)
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def open_page(title: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if PAGES[title] != PAGES["Overview"]:
+        at.switch_page(PAGES[title])
+    return settle(at)
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
@@ -90,6 +150,11 @@ def image_urls(at: AppTest) -> list[str]:
     return [url for image in at.image for url in image.value]
 
 
+def frame(at: AppTest, column: str):
+    """The first dataframe that has this column."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 @pytest.mark.parametrize("title", list(PAGES))
 def test_every_page_renders(app_dirs, title):
     at = open_page(title)
@@ -107,9 +172,11 @@ def test_every_page_renders(app_dirs, title):
 
 
 def test_a_deep_link_runs_the_page_through_app_py(app_dirs):
-    """A session whose first run asks for a page (a deep link, /Traversals) gets it inside app.py: sidebar and all."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).switch_page(PAGES["Traversals"]).run()
-    assert not at.exception and at.title[0].value == "Latent traversals"
+    """A session whose first run asks for a page (a deep link, /Traversals) gets it inside app.py: sidebar and all.
+    Under AppTest every run meets Streamlit's legacy pages/ mode (ui.pages explains): this is the page's guard at work."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).switch_page(PAGES["Traversals"])
+    settle(at)
+    assert at.title[0].value == "Latent traversals"
     assert at.sidebar.selectbox(key="run_path").value == str((app_dirs["runs"] / "tiny").resolve())
     assert image_urls(at)
 
@@ -121,6 +188,146 @@ def test_without_a_model_pages_say_what_to_do(tmp_path, monkeypatch, title):
     at = open_page(title)
     assert any("Train" in info.value for info in at.info)
     assert not at.get("plotly_chart") and not at.image
+
+
+def _bars(spec: dict, name: str, axis: str = "x") -> dict[str, dict]:
+    """Bar traces of one legend name on one subplot, by their row label."""
+    return {t["y"][0]: t for t in spec["data"] if t["type"] == "bar" and t["name"] == name and t.get("xaxis", "x") == axis}
+
+
+def test_overview_tells_the_story_from_stored_evaluations(zoo_dirs):
+    at = open_page("Overview")
+    spec = plotly_specs(at)[0]
+    tcs = [io.read_json(zoo_dirs["zoo"] / folder / io.METRICS)["evaluation"]["tc"] for folder, *_ in ZOO]
+    mean_bars, sampled_bars = _bars(spec, "mean codes mu(x)"), _bars(spec, "sampled codes z")
+    assert set(mean_bars) == {"beta-TCVAE (beta 6)", "RTC-VAE (ours)"}
+    # two seeds: the bar is their mean, the error bar their sd, each seed a tick
+    seeds = [report_value(tc, "mean", "gaussian") for tc in tcs[:2]]
+    bar = mean_bars["beta-TCVAE (beta 6)"]
+    assert bar["x"][0] == pytest.approx(statistics.mean(seeds)) and bar["error_x"]["array"][0] == pytest.approx(statistics.stdev(seeds))
+    ticks = [t for t in spec["data"] if t["type"] == "scatter" and t["y"][0] == "beta-TCVAE (beta 6)" and t.get("legendgroup") == "mean"]
+    assert sorted(array(ticks[0]["x"])) == pytest.approx(sorted(seeds))
+    # one seed: the estimate's own 95% interval
+    rtc = sampled_bars["RTC-VAE (ours)"]
+    ci = tcs[2]["sampled"]["gaussian"]["ci"]
+    assert rtc["x"][0] == pytest.approx(report_value(tcs[2], "sampled", "gaussian"))
+    assert rtc["error_x"]["array"][0] == pytest.approx(ci[1] - rtc["x"][0])
+    # where it lives: the stacked parts add up to the total
+    parts = sum(_bars(spec, name, "x2")["beta-TCVAE (beta 6)"]["x"][0]
+                for name in ("between active and passive, I(A; P)", "among active latents", "among passive latents"))
+    assert parts == pytest.approx(bar["x"][0], abs=1e-9)
+    assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+    assert any("between active and passive" in m.value for m in at.markdown)
+    assert len(at.get("page_link")) == 6
+    at.segmented_control(key="ov_estimator").set_value("knn").run()
+    knn = _bars(plotly_specs(at)[0], "mean codes mu(x)")["beta-TCVAE (beta 6)"]
+    assert knn["x"][0] == pytest.approx(statistics.mean(report_value(tc, "mean", "knn") for tc in tcs[:2]))
+
+
+def test_side_by_side_shows_two_models_on_one_scale(zoo_dirs):
+    at = open_page("Side by side")
+    zoo = zoo_dirs["zoo"]
+    assert at.selectbox(key="sbs_a").value == str(zoo / "beta_tcvae-seed0")  # defaults: same dataset and seed
+    assert at.selectbox(key="sbs_b").value == str(zoo / "rtc_vae-seed0")
+    table = frame(at, "quantity").set_index("quantity")
+    for name, folder in (("A", "beta_tcvae-seed0"), ("B", "rtc_vae-seed0")):
+        tc = io.read_json(zoo / folder / io.METRICS)["evaluation"]["tc"]
+        column = f"{name}: {folder}"
+        assert table.loc["Gaussian, mean codes", column] == report_describe(tc, "mean", "gaussian")
+        assert table.loc["kNN, sampled codes", column] == report_describe(tc, "sampled", "knn")
+
+    heatmaps = [spec for spec in plotly_specs(at) if any(t["type"] == "heatmap" and t.get("coloraxis") for t in spec["data"])]
+    correlation = [s for s in heatmaps if s["layout"]["coloraxis"].get("cmin") == -1]
+    assert len(correlation) == 2
+    assert correlation[0]["layout"]["coloraxis"] == correlation[1]["layout"]["coloraxis"]  # one colour scale for A and B
+    model, config = io.load_run(zoo / "beta_tcvae-seed0")
+    dataset = make_dataset(config["dataset"])
+    mu, _ = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
+    np.testing.assert_allclose(array(correlation[0]["data"][0]["z"]), np.corrcoef(mu, rowvar=False), atol=1e-6)
+    assert len(image_urls(at)) == 2  # both traversals
+
+    split = frame(at, "latents (A)")
+    stored = io.read_json(zoo / "beta_tcvae-seed0" / io.METRICS)["evaluation"]["mean"]["disintegration"]
+    assert list(split["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.1).tolist()
+    at.slider(key="sbs_tau").set_value(0.5).run()
+    assert list(frame(at, "latents (A)")["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.5).tolist()
+
+    at.selectbox(key="sbs_b").set_value(str(zoo / "beta_tcvae-seed1"))
+    settle(at)
+    assert "B: beta_tcvae-seed1" in frame(at, "quantity").columns
+
+
+def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
+    at = open_page("Mean vs sampled TC")
+    heatmaps = [trace for spec in plotly_specs(at) for trace in spec["data"] if trace["type"] == "heatmap"]
+    mean_z, sampled_z = array(heatmaps[0]["z"]), array(heatmaps[1]["z"])
+
+    # The page encodes the toy's whole grid: recompute the mean codes without the app.
+    model, config = io.load_run(app_dirs["runs"] / "tiny")
+    dataset = make_dataset(config["dataset"])
+    assert len(dataset) <= NUM_POINTS
+    mu, logvar = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
+    np.testing.assert_allclose(mean_z, np.corrcoef(mu, rowvar=False), atol=1e-6)
+    assert heatmaps[0]["coloraxis"] == heatmaps[1]["coloraxis"]
+    coloraxis = next(s for s in plotly_specs(at) if any(t["type"] == "heatmap" for t in s["data"]))["layout"]["coloraxis"]
+    assert (coloraxis["cmin"], coloraxis["cmax"]) == (-1, 1)
+
+    # Sampled codes: correlations of one draw, close to those of Cov(mu) + E[diag sigma^2] (law of total covariance).
+    cov = estimators.sampled_cov(mu, logvar)
+    expected = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    np.testing.assert_allclose(np.diag(sampled_z), 1.0)
+    assert np.abs(sampled_z - expected).max() < 0.15
+
+    # The TC table: one estimator per row, the same points for both codes, each value with its 95% interval
+    # (no stored evaluation here, so computed in the background on the page's points, which the caption says).
+    table = frame(at, "estimator")
+    z = mu + np.exp(0.5 * logvar) * np.random.default_rng([0, 1]).standard_normal(mu.shape)  # the page's draw
+    report = estimators.tc_report(mu, logvar, z, seed=0)
+    gaussian = table.iloc[0]
+    assert gaussian["mean codes"].startswith(f"{estimators.gaussian_tc(np.cov(mu, rowvar=False)):.3f} [")
+    assert gaussian["sampled codes"].startswith(f"{estimators.gaussian_tc(np.cov(z, rowvar=False)):.3f} [")
+    assert table.iloc[1]["mean codes"] == report_describe(report, "mean", "knn")
+    assert any("computed here on" in c.value for c in at.caption)
+    split = frame(at, "part").set_index("part")
+    parts = [float(split.loc[p, "mean codes"].split()[0]) for p in split.index[1:]]
+    assert sum(parts) == pytest.approx(float(split.iloc[0]["mean codes"].split()[0]), abs=2e-3)  # active + passive + between
+
+
+def test_a_stored_evaluation_is_read_not_recomputed(zoo_dirs):
+    """The picked zoo model's page shows its stored numbers at once: no background computation for them."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(PAGES["Mean vs sampled TC"]).run()
+    stored = io.read_json(zoo_dirs["zoo"] / "beta_tcvae-seed0" / io.METRICS)["evaluation"]
+    assert frame(at, "estimator").iloc[0]["mean codes"] == report_describe(stored["tc"], "mean", "gaussian")
+    bars = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "bar")["data"]
+    np.testing.assert_allclose(array(bars[0]["y"]), stored["activity"]["var_mu"])
+    settle(at)
+
+
+def _slow(task, release):
+    task.report(0.5, "half way")
+    release.wait(TIMEOUT)
+    return 42
+
+
+def _waiting_page(key, slow, release):
+    import streamlit as st
+
+    from ui import background, widgets
+
+    value = widgets.wait(background.submit(key, "A slow sum", slow, release), key="w", wait_s=0.05)
+    st.write(f"value {value}")
+
+
+def test_waiting_for_a_computation_shows_progress_then_the_result():
+    release, key = threading.Event(), ("test-wait", time.time())
+    at = AppTest.from_function(_waiting_page, args=(key, _slow, release), default_timeout=TIMEOUT).run()
+    assert at.get("progress") and "A slow sum: half way" in at.get("progress")[0].proto.text
+    assert any("value None" in m.value for m in at.markdown)
+    release.set()
+    background.get(key).value(wait=TIMEOUT)
+    at.run()
+    assert not at.get("progress") and any("value 42" in m.value for m in at.markdown)
 
 
 def test_traversal_sliders_change_the_image(app_dirs):
@@ -147,42 +354,6 @@ def test_dataset_slider_changes_the_image(app_dirs):
     assert image_urls(at)[0] != before
     at.selectbox(key="dataset_name").set_value("shapes2d").run()
     assert not at.exception and at.slider(key="dataset_factor_orientation").value == 20
-
-
-def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
-    at = open_page("Mean vs sampled TC")
-    heatmaps = [trace for spec in plotly_specs(at) for trace in spec["data"] if trace["type"] == "heatmap"]
-    mean_z, sampled_z = array(heatmaps[0]["z"]), array(heatmaps[1]["z"])
-
-    # The page encodes the toy's whole grid: recompute the mean codes without the app.
-    model, config = io.load_run(app_dirs["runs"] / "tiny")
-    dataset = make_dataset(config["dataset"])
-    assert len(dataset) <= NUM_POINTS
-    mu, logvar = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
-    np.testing.assert_allclose(mean_z, np.corrcoef(mu, rowvar=False), atol=1e-6)
-    assert heatmaps[0]["coloraxis"] == heatmaps[1]["coloraxis"]
-    coloraxis = plotly_specs(at)[0]["layout"]["coloraxis"]
-    assert (coloraxis["cmin"], coloraxis["cmax"]) == (-1, 1)
-
-    # Sampled codes: correlations of one draw, close to those of Cov(mu) + E[diag sigma^2] (law of total covariance).
-    cov = estimators.sampled_cov(mu, logvar)
-    expected = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
-    np.testing.assert_allclose(np.diag(sampled_z), 1.0)
-    assert np.abs(sampled_z - expected).max() < 0.15
-
-    # The TC table: one estimator per row, the same points for both codes, each value with its 95% interval
-    # (no stored evaluation here, so computed on the page's points, which the caption says).
-    table = at.dataframe[0].value
-    z = mu + np.exp(0.5 * logvar) * np.random.default_rng([0, 1]).standard_normal(mu.shape)  # the page's draw
-    report = estimators.tc_report(mu, logvar, z, seed=0)
-    gaussian = table.iloc[0]
-    assert gaussian["mean codes"].startswith(f"{estimators.gaussian_tc(np.cov(mu, rowvar=False)):.3f} [")
-    assert gaussian["sampled codes"].startswith(f"{estimators.gaussian_tc(np.cov(z, rowvar=False)):.3f} [")
-    assert table.iloc[1]["mean codes"] == report_describe(report, "mean", "knn")
-    assert any("computed here on" in c.value for c in at.caption)
-    split = at.dataframe[1].value.set_index("part")
-    parts = [float(split.loc[p, "mean codes"].split()[0]) for p in split.index[1:]]
-    assert sum(parts) == pytest.approx(float(split.iloc[0]["mean codes"].split()[0]), abs=2e-3)  # active + passive + between
 
 
 def test_latent_pair_select_changes_the_scatter(app_dirs):
@@ -215,13 +386,26 @@ def test_theorem_sliders_and_monte_carlo_check(app_dirs):
 
 def test_disintegration_page_and_tau(app_dirs):
     at = open_page("Factor disintegration")
-    table = at.dataframe[0].value
+    table = frame(at, "latents (mean)")
     assert tuple(table["factor"]) == TOY_FACTORS
-    synthetic = at.dataframe[1].value.iloc[0]  # u split as (u // 8, u % 8): M = 0.4 and 0.6
+    synthetic = frame(at, "max latents per factor").iloc[0]  # u split as (u // 8, u % 8): M = 0.4 and 0.6
     assert abs(float(synthetic["Gaussian TC [95% CI]"])) < 0.05 and synthetic["max latents per factor"] == 2
     at.slider(key="dis_tau").set_value(0.5).run()
-    assert (at.dataframe[0].value["latents (mean)"] <= table["latents (mean)"]).all()
-    assert at.dataframe[1].value.iloc[0]["max latents per factor"] == 1
+    assert (frame(at, "latents (mean)")["latents (mean)"] <= table["latents (mean)"]).all()
+    assert frame(at, "max latents per factor").iloc[0]["max latents per factor"] == 1
+
+
+def test_a_factor_with_few_classes_gets_discrete_colours(app_dirs):
+    at = open_page("Factor disintegration")
+    at.selectbox(key="dis_factor").set_value(0)
+    settle(at)
+    scatter = plotly_specs(at)[1]
+    size = make_dataset("toy").factor_sizes[0]
+    named = [t for t in scatter["data"] if t.get("showlegend")]
+    if size <= 8:  # one legend entry per class, no colour bar
+        assert len(named) == size and not any(t["marker"].get("showscale") for t in scatter["data"])
+    else:
+        assert any(t["marker"].get("showscale") for t in scatter["data"])
 
 
 def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
@@ -230,7 +414,7 @@ def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
     (app_dirs["zoo"] / "index.json").write_text(json.dumps({"format_version": 1, "runs": [{"path": "shipped", "label": "tiny beta-TCVAE"}]}))
     at = open_page("Models")
     picker = at.sidebar.selectbox(key="run_path")
-    assert picker.options[0] == "zoo · tiny beta-TCVAE" and len(picker.options) == 2
+    assert picker.options[0] == "tiny beta-TCVAE" and len(picker.options) == 2
     assert len(at.dataframe[0].value) == 2
     assert "models_delete" not in [b.key for b in at.button]
     assert any("read-only" in c.value for c in at.caption)
@@ -240,33 +424,72 @@ def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
     at.checkbox(key="models_delete_confirm").check().run()
     at.button(key="models_delete").click().run()
     assert not (app_dirs["runs"] / "tiny").exists() and zoo_run.exists()
-    assert at.sidebar.selectbox(key="run_path").options == ["zoo · tiny beta-TCVAE"]
+    assert at.sidebar.selectbox(key="run_path").options == ["tiny beta-TCVAE"]
     with pytest.raises(ValueError, match="only those can be deleted"):
         runs.delete_run(zoo_run)
+
+
+def _entry(value):
+    return {"value": value, "ci": [value - 0.01, value + 0.01], "n": 1000}
+
+
+def fake_evaluation(mean_tc: float, sampled_tc: float) -> dict:
+    tc = {"mean": {"gaussian": _entry(mean_tc), "knn": _entry(mean_tc + 0.5)}, "sampled": {"gaussian": _entry(sampled_tc), "knn": _entry(0.2)},
+          "split": {"mean": {"all": _entry(mean_tc), "active": _entry(0.5), "passive": _entry(0.3), "between": _entry(mean_tc - 0.8)}},
+          "settings": {"n": 1000, "seed": 0}, "active": [0], "passive": [1], "dropped": []}
+    return {"tc": tc, "mean": {"mig": 0.1, "dci": {"disentanglement": 0.3}}, "sampled": {"mig": 0.05},
+            "activity": {"active_latents": 3}, "recon": 40.0}
+
+
+def store(run: Path, evaluation: dict, **config_changes) -> None:
+    io.write_json(run / io.METRICS, {**io.read_json(run / io.METRICS), "evaluation": evaluation})
+    if config_changes:
+        io.write_json(run / io.CONFIG, {**io.read_json(run / io.CONFIG), **config_changes})
 
 
 def test_compare_reads_a_stored_evaluation(app_dirs):
     stored = app_dirs["runs"] / "evaluated"
     shutil.copytree(app_dirs["runs"] / "tiny", stored)
-    def entry(value):
-        return {"value": value, "ci": [value - 0.01, value + 0.01], "n": 1000}
-
-    tc = {"mean": {"gaussian": entry(2.0), "knn": entry(2.5)}, "sampled": {"gaussian": entry(0.1), "knn": entry(0.2)},
-          "split": {"mean": {"all": entry(2.0), "active": entry(0.5), "passive": entry(0.3), "between": entry(1.2)}},
-          "settings": {"n": 1000, "seed": 0}, "active": [0], "passive": [1], "dropped": []}
-    evaluation = {"tc": tc, "mean": {"mig": 0.1, "dci": {"disentanglement": 0.3}}, "sampled": {"mig": 0.05},
-                  "activity": {"active_latents": 3}, "recon": 40.0}
-    io.write_json(stored / io.METRICS, {**io.read_json(stored / io.METRICS), "evaluation": evaluation})
+    model = io.read_json(stored / io.CONFIG)["model"]
+    store(stored, fake_evaluation(2.0, 0.1), model={**model, "params": {**model["params"], "beta": 7.0}})  # its own configuration
     at = open_page("Compare")
-    table = at.dataframe[0].value.set_index("model")
+    table = frame(at, "from").set_index("model")
     row = table.loc["evaluated"]
-    assert row["source"] == "metrics.json" and row["gaussian_tc (mean)"] == 2.0 and row["dci.disentanglement (mean)"] == 0.3
-    assert row["gaussian_tc between (mean)"] == 1.2 and row["gaussian_tc 95% CI (mean)"] == "2.000 [1.990, 2.010]"
-    assert table.loc["tiny", "source"] == "computed by the app"
-    scatter = plotly_specs(at)[0]["data"][1]
-    assert 2.0 in array(scatter["y"]) and 0.1 in array(scatter["x"])
-    at.radio(key="cmp_estimator").set_value("knn_tc").run()
-    assert 2.5 in array(plotly_specs(at)[0]["data"][1]["y"])
+    assert row["from"] == "metrics.json" and row["gaussian_tc (mean)"] == 2.0 and row["dci.disentanglement (mean)"] == 0.3
+    assert row["gaussian_tc between (mean)"] == pytest.approx(1.2) and row["gaussian_tc 95% CI (mean)"] == "2.000 [1.990, 2.010]"
+    assert table.loc["tiny", "from"] == "computed by the app"  # evaluated in the background, then joined the table
+    points = [t for t in plotly_specs(at)[0]["data"] if t["mode"] == "markers"]
+    assert any(2.0 in array(t["y"]) and 0.1 in array(t["x"]) for t in points)
+    at.segmented_control(key="cmp_estimator").set_value("knn").run()
+    assert any(2.5 in array(t["y"]) for t in plotly_specs(at)[0]["data"] if t["mode"] == "markers")
+
+
+def test_compare_aggregates_seeds_and_leaves_out_unfinished_runs(zoo_dirs, tiny_model_dir):
+    cancelled = zoo_dirs["runs"] / "cancelled"
+    shutil.copytree(tiny_model_dir, cancelled)
+    store(cancelled, fake_evaluation(13.0, 0.1), status="cancelled")
+    at = open_page("Compare")
+    spec = plotly_specs(at)[0]
+    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"]["format"] == "svg" and config["displayModeBar"]
+    points = [t for t in spec["data"] if t["mode"] == "markers"]
+    assert {t["name"] for t in points} == {"beta-TCVAE", "RTC-VAE"}  # one point per configuration, the family in the legend
+    assert all("text" not in t["mode"] for t in spec["data"])  # labels on hover, never on the plot
+    seeds = [report_value(io.read_json(zoo_dirs["zoo"] / f / io.METRICS)["evaluation"]["tc"], "mean", "gaussian") for f, *_ in ZOO[:2]]
+    beta = next(t for t in points if t["name"] == "beta-TCVAE")
+    assert array(beta["y"])[0] == pytest.approx(statistics.mean(seeds))
+    assert beta["error_y"]["array"][0] == pytest.approx(statistics.stdev(seeds))
+    assert 13.0 not in np.concatenate([array(t["y"]) for t in points])  # the cancelled run is left out
+
+    summary = frame(at, "seeds").set_index("family")
+    assert summary.loc["beta-TCVAE", "seeds"] == "0, 1"
+    at.checkbox(key="cmp_per_seed").check().run()
+    per_seed = [t for t in plotly_specs(at)[0]["data"] if t["mode"] == "markers" and t["marker"].get("symbol") == "circle-open"]
+    assert sorted(array(per_seed[0]["y"])) == pytest.approx(sorted(seeds))
+
+    at.multiselect(key="cmp_extra").set_value(["cancelled"])
+    settle(at)
+    assert 13.0 in np.concatenate([array(t["y"]) for t in plotly_specs(at)[0]["data"] if t["mode"] == "markers"])
 
 
 def test_compare_shows_a_sweep_folder(app_dirs):
@@ -282,11 +505,72 @@ def test_compare_shows_a_sweep_folder(app_dirs):
         io.write_history(run, history)
     io.write_json(folder / "sweep.json", {"runs": []})
     at = open_page("Compare")
-    assert not at.exception
-    sweep_table = at.dataframe[1].value
+    sweep_table = frame(at, "tc_mean")
     assert sorted(sweep_table["tc_mean"]) == [0.2, 0.9]  # one seed each: the mean is the run's own value
     assert image_urls(at)  # the TC-vs-regularisation figure
     assert any(b.proto.label == "TC vs regularisation (PNG)" for b in at.get("download_button"))
+
+
+def _weights_header(run: Path, change) -> None:
+    """Rewrite model.safetensors' JSON header text through `change(header_text)` (the data bytes stay)."""
+    file = run / io.WEIGHTS
+    data = file.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    text = change(data[8:8 + n].decode()).encode()
+    file.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+def _first_tensor(change):
+    def edit(text: str) -> str:
+        header = json.loads(text)
+        change(header[next(k for k in header if k != "__metadata__")])
+        return json.dumps(header)
+    return edit
+
+
+def _config(run: Path, change) -> None:
+    config = io.read_json(run / io.CONFIG)
+    change(config)
+    io.write_json(run / io.CONFIG, config)
+
+
+BREAKAGES = {  # what the hostile-input campaign (issue 12) put into one run folder
+    "config is a list": lambda run: (run / io.CONFIG).write_text("[1, 2]"),
+    "config is a string": lambda run: (run / io.CONFIG).write_text('"x"'),
+    "config is null": lambda run: (run / io.CONFIG).write_text("null"),
+    "float8 weights": lambda run: _weights_header(run, _first_tensor(lambda t: t.update(dtype="F8_E4M3"))),
+    "header entry without data_offsets": lambda run: _weights_header(run, _first_tensor(lambda t: t.pop("data_offsets"))),
+    "deeply nested header": lambda run: _weights_header(run, lambda text: text[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    "hidden 1e9": lambda run: _config(run, lambda c: c["model"]["params"].update(hidden=10**9)),
+    "no dataset": lambda run: _config(run, lambda c: c.pop("dataset")),
+    "64x64 dataset, 32x32 model": lambda run: _config(run, lambda c: c.update(dataset={"name": "shapes2d"})),
+    "malformed metrics.json": lambda run: (run / io.METRICS).write_text('{"evaluation": {"tc": 5, "recon": "x"'),
+    "metrics.json evaluation of the wrong types": lambda run: io.write_json(run / io.METRICS, {"evaluation": {"tc": {"mean": [1], "split": 3},
+                                                                                                              "mean": 7, "activity": "x"}}),
+    "invalid UTF-8 history": lambda run: (run / io.HISTORY).write_bytes(b'{"step": 1}\n\xff\xfe{"step"\n'),
+}
+
+
+@pytest.mark.parametrize("kind", list(BREAKAGES))
+def test_a_broken_run_is_listed_and_skipped(app_dirs, kind):
+    bad = app_dirs["runs"] / "bad"
+    shutil.copytree(app_dirs["runs"] / "tiny", bad)
+    BREAKAGES[kind](bad)
+    good = str((app_dirs["runs"] / "tiny").resolve())
+    broken = {Path(e.path).name: e.problem for e in runs.broken_runs()}
+    if "bad" in broken:  # unusable: named with the reason, offered nowhere
+        assert broken["bad"]
+        assert str(bad.resolve()) not in at_options(open_page("Models"))
+    for title in ("Overview", "Models", "Compare", "Side by side", "Mean vs sampled TC"):
+        at = open_page(title)
+        assert not at.exception, (title, [e.value for e in at.exception])
+        assert at.sidebar.selectbox(key="run_path").value in (good, str(bad.resolve()))
+        if "bad" in broken:
+            assert any("cannot be opened" in e.label for e in at.sidebar.expander)
+
+
+def at_options(at: AppTest) -> list[str]:
+    return list(at.sidebar.selectbox(key="run_path").options)
 
 
 def fill_tiny_training(at: AppTest, steps: int = 20) -> None:
@@ -297,63 +581,122 @@ def fill_tiny_training(at: AppTest, steps: int = 20) -> None:
     at.number_input(key="train_p_hidden").set_value(16)
 
 
-def wait_for_training(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
-    """Rerun the page (what the fragment's timer does in a browser) until the session's jobs are done."""
+def start_button(at: AppTest):
+    return next(b for b in at.get("button") if (b.key or "").startswith("train_start"))
+
+
+def wait_for_jobs(at: AppTest, jobs: list[training.TrainingJob], timeout: float = TIMEOUT) -> AppTest:
+    """Rerun the page (what the fragment's timer does in a browser) until the jobs are done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = at.session_state["train_jobs"]
-        if jobs and all(job.done for job in jobs):
-            return at.run()
+        if all(job.done for job in jobs):
+            return settle(at)
         time.sleep(0.3)
         at.run()
     raise AssertionError(f"training did not finish within {timeout} s")
 
 
+def my_jobs(at: AppTest) -> list[training.TrainingJob]:
+    return [training.find(job_id) for job_id in at.session_state["train_jobs"]]
+
+
 def test_train_page_trains_and_the_run_becomes_selectable(app_dirs):
     at = open_page("Train")
     fill_tiny_training(at)
-    at.button(key="train_start").click().run()
+    start_button(at).click().run()
     assert not at.exception and not at.error
-    wait_for_training(at)
-    assert not at.exception
-    job = at.session_state["train_jobs"][0]
+    (job,) = my_jobs(at)
+    wait_for_jobs(at, [job])
     assert job.state == "complete", job.message
+    assert job.config.num_threads == training.TRAIN_THREADS  # background trainings leave the cores to the pages
     assert job.run_dir.parent == app_dirs["runs"] and io.read_json(job.run_dir / io.CONFIG)["status"] == "complete"
     assert len(io.read_history(job.run_dir)) >= 2
     picker = at.sidebar.selectbox(key="run_path")
     assert picker.value == str(job.run_dir.resolve()) and len(picker.options) == 2
     assert any("Saved to" in s.value for s in at.success)
-    at.switch_page(PAGES["Traversals"]).run()
-    assert not at.exception and image_urls(at)
+    at.switch_page(PAGES["Traversals"])
+    settle(at)
+    assert image_urls(at)
 
 
-def test_training_survives_page_switches_and_can_be_cancelled(app_dirs):
+def test_a_form_submits_once(app_dirs):
+    at = open_page("Train")
+    assert not at.get("form")[0].proto.form.enter_to_submit  # Enter in a field does not start a run
+    fill_tiny_training(at, steps=1_000_000)
+    first = start_button(at)
+    first.click().run()
+    jobs = my_jobs(at)
+    assert len(jobs) == 1
+    # a double click's second trigger names the first button, which is gone: the fresh form's button is another widget
+    assert start_button(at).key != first.key and first.key not in [b.key for b in at.get("button")]
+    assert at.number_input(key="train_steps").value == 1_000_000  # the fresh form keeps what was typed
+    for job in jobs:
+        job.cancel.set()
+    wait_for_jobs(at, jobs)
+
+
+def test_a_training_belongs_to_the_server_not_the_session(app_dirs):
     at = open_page("Train")
     fill_tiny_training(at, steps=1_000_000)
-    at.button(key="train_start").click().run()
-    job = at.session_state["train_jobs"][0]
+    start_button(at).click().run()
+    (job,) = my_jobs(at)
     at.switch_page(PAGES["Theorem"]).run()
     assert not at.exception and not job.done
-    assert any("Training beta_vae: step" in c.value for c in at.sidebar.caption)
-    at.switch_page(PAGES["Train"]).run()
-    assert not job.done and at.get("progress")
-    at.button(key=f"train_cancel_{job.id}").click().run()
-    wait_for_training(at)
+    assert any("Training beta_vae on toy: step" in c.value for c in at.sidebar.caption)
+
+    other = open_page("Train")  # a reload or a second tab: a new session
+    assert "train_jobs" not in other.session_state or job.id not in other.session_state["train_jobs"]
+    assert any("started by another session" in m.value for m in other.markdown) and other.get("progress")
+    other.button(key=f"train_cancel_{job.id}").click().run()
+    wait_for_jobs(other, [job])
     assert job.state == "cancelled" and 0 < job.step < 1_000_000
     assert io.read_json(job.run_dir / io.CONFIG)["status"] == "cancelled"
-    assert at.sidebar.selectbox(key="run_path").value == str(job.run_dir.resolve())
+    wait_for_jobs(at.switch_page(PAGES["Train"]), [job])
+    assert at.sidebar.selectbox(key="run_path").value == str(job.run_dir.resolve())  # its own session picks it
+
+
+class Crash(Callback):
+    """Kills the training at a step, as a dying process would: no status is written after the last checkpoint."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_step(self, *, step, logs):
+        if step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_is_resumed_exactly(app_dirs, one_thread):
+    config = tiny_config(steps=40, checkpoint_every=10, num_threads=1)
+    died = app_dirs["runs"] / "died"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, died, callbacks=[Crash(25)], command="pytest: a run whose process dies")
+    assert io.read_json(died / io.CONFIG)["status"] == "running"
+    whole = train(config, app_dirs["runs"].parent / "whole", command="pytest: the same run without a kill")
+
+    at = open_page("Train")
+    assert "(interrupted)" in " ".join(at_options(at))
+    at.button(key="train_resume_died").click().run()
+    jobs = my_jobs(at)
+    assert len(jobs) == 1 and jobs[0].resume_dir == died
+    wait_for_jobs(at, jobs)
+    assert jobs[0].state == "complete", jobs[0].message
+    resumed, _ = io.load_run(died)
+    for name, tensor in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    assert not at.get("button") or not any((b.key or "").startswith("train_resume") for b in at.get("button"))
 
 
 def test_train_form_reports_values_out_of_bounds(app_dirs):
     at = open_page("Train")
     at.number_input(key="train_steps").set_value(0)
-    at.button(key="train_start").click().run()
+    start_button(at).click().run()
     assert any("steps must be an integer" in e.value for e in at.error)
     at.number_input(key="train_steps").set_value(10)
     at.number_input(key="train_p_beta").set_value(-1.0)
-    at.button(key="train_start").click().run()
+    start_button(at).click().run()
     assert any("beta must be" in e.value for e in at.error)
-    assert not at.session_state["train_jobs"]
+    assert "train_jobs" not in at.session_state or not at.session_state["train_jobs"]
 
 
 def test_two_sessions_train_at_once_into_their_own_runs(app_dirs):
@@ -361,16 +704,26 @@ def test_two_sessions_train_at_once_into_their_own_runs(app_dirs):
     for seed, at in enumerate(sessions):
         fill_tiny_training(at, steps=30)
         at.number_input(key="train_seed").set_value(seed)
-        at.button(key="train_start").click().run()
+        start_button(at).click().run()
+    jobs = [my_jobs(at)[0] for at in sessions]
     for at in sessions:
-        wait_for_training(at)
-    jobs = [at.session_state["train_jobs"][0] for at in sessions]
+        wait_for_jobs(at, jobs)
     assert jobs[0].run_dir != jobs[1].run_dir
     for seed, job in enumerate(jobs):
         assert job.state == "complete", job.message
         model, config = io.load_run(job.run_dir)
         assert config["train"]["seed"] == seed and config["step"] == 30
         assert [r["step"] for r in io.read_history(job.run_dir)] == [r["step"] for r in job.history]
+
+
+def test_a_background_training_leaves_the_pages_their_threads(tmp_path):
+    threads = torch.get_num_threads()
+    job = training.submit(tiny_config(steps=5), tmp_path, "threads")
+    deadline = time.monotonic() + TIMEOUT
+    while not job.done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.state == "complete" and job.config.num_threads == training.TRAIN_THREADS
+    assert torch.get_num_threads() == threads  # torch's thread count is per thread: the worker's stays its own
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch, one_thread):
@@ -405,6 +758,10 @@ def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch, on
 class _Both(Callback):
     def __init__(self, *callbacks):
         self.callbacks = callbacks
+
+    def on_start(self, **kwargs):
+        for cb in self.callbacks:
+            cb.on_start(**kwargs)
 
     def on_step(self, **kwargs):
         for cb in self.callbacks:

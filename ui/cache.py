@@ -1,8 +1,10 @@
-"""Every st.cache_* wrapper of the app.
+"""Every st.cache_* wrapper of the app, and the keys of its background computations (ui.background).
 
-Models are cached as resources keyed by run path + config.json mtime (a re-saved run
-reloads) and are read-only. Derived arrays are cached as data keyed by that same
-(path, mtime) pair and plain numbers; `_model`-style arguments stay out of the keys.
+Models are cached as resources keyed by run path + config.json mtime (a re-saved run reloads) and are read-only.
+A run's numbers come from its stored evaluation (metrics.json, what `python -m mtc_core evaluate` wrote) whenever it has
+one: the same values the CLI, Compare and RESULTS.md show, read in milliseconds. What a run lacks (its encoded points
+for the heatmaps and scatters, a TC report or an evaluation when none is stored) is computed once per server in the
+background (`Task`s), keyed by that same (path, mtime) pair; pages draw a progress indicator until it is there.
 """
 
 from __future__ import annotations
@@ -18,19 +20,25 @@ from mtc_core import disintegration, estimators, figures, io, theory, traversal
 from mtc_core.data import GroundTruthDataset, make_dataset
 from mtc_core.models import VAE
 from mtc_core.train import resolve_device
-from ui import runs
+from ui import background, runs
 
 NUM_POINTS = 2000  # encoded points behind the analysis pages (the whole grid when the dataset is smaller)
 EVAL_SIZES = {"num_train": 2000, "num_test": 1000, "intervention_points": 100, "dataset_tc_samples": 2000}
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading model...")
+@st.cache_resource(max_entries=16, show_spinner="Loading model...")
 def _load(path: str, mtime: int) -> tuple[VAE, dict]:
-    return io.load_run(path, resolve_device("auto"))
+    vae, config = io.load_run(path, resolve_device("auto"))
+    ds = dataset(config["dataset"])
+    if tuple(ds.image_shape) != tuple(vae.config.image_shape):
+        raise io.CheckpointError(f"{Path(path) / io.CONFIG}: dataset {ds.name!r} renders images of shape {tuple(ds.image_shape)} "
+                                 f"but the model takes {tuple(vae.config.image_shape)}")
+    return vae, config
 
 
 def model(path: str) -> tuple[VAE, dict]:
-    """(model in eval mode, config) of a run directory; CheckpointError (a ValueError) when it cannot be loaded."""
+    """(model in eval mode, config) of a run directory; CheckpointError (a ValueError) when it cannot be loaded or does
+    not fit its dataset."""
     return _load(path, runs.config_mtime(path))
 
 
@@ -50,69 +58,92 @@ def _points(ds: GroundTruthDataset, n: int, seed: int) -> np.ndarray:
     return ds.sample_factors(n, np.random.default_rng(seed))
 
 
-@st.cache_data(max_entries=16, show_spinner="Encoding...")
-def _codes(path: str, mtime: int, n: int, seed: int) -> dict[str, np.ndarray]:
-    vae, config = _load(path, mtime)
-    ds = dataset(config["dataset"])
+def _encode(task: background.Task, vae: VAE, ds: GroundTruthDataset, n: int, seed: int) -> dict[str, np.ndarray]:
     factors = _points(ds, n, seed)
-    mu, logvar = traversal.encode_numpy(vae, ds.render(factors))
+    chunks, size = [], 250
+    for start in range(0, len(factors), size):
+        task.report(start / len(factors), f"{start:,} of {len(factors):,} images encoded")
+        chunks.append(traversal.encode_numpy(vae, ds.render(factors[start:start + size])))
+    mu, logvar = np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
     eps = np.random.default_rng([seed, 1]).standard_normal(mu.shape)
     return {"factors": factors, "mean": mu, "logvar": logvar, "sampled": mu + np.exp(0.5 * logvar) * eps}
 
 
-def codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict[str, np.ndarray]:
-    """factors [N, K], mean and sampled codes and logvar [N, D] of the run's dataset."""
-    return _codes(path, runs.config_mtime(path), n, seed)
+def codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> background.Task:
+    """Task: factors [N, K], mean and sampled codes and logvar [N, D] of `n` points of the run's dataset."""
+    vae, config = model(path)
+    ds = dataset(config["dataset"])
+    count = min(n, len(ds))
+    return background.submit(("codes", path, runs.config_mtime(path), n, seed), f"Encoding {count:,} images of {ds.name}",
+                             _encode, vae, ds, n, seed)
 
 
-@st.cache_data(max_entries=16, show_spinner="Estimating total correlations...")
-def _tc_report(path: str, mtime: int, n: int, seed: int) -> dict:
-    c = _codes(path, mtime, n, seed)
-    return estimators.tc_report(c["mean"], c["logvar"], c["sampled"], seed=seed)
+def ready_codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict[str, np.ndarray] | None:
+    """The run's codes when their task has finished, else None (without waiting)."""
+    task = codes(path, n, seed)
+    return task.value() if task.done and task.future.exception() is None else None
 
 
-def tc_report(path: str, n: int = NUM_POINTS, seed: int = 0) -> tuple[dict, str]:
-    """(mtc_core.estimators.tc_report, where it comes from). The stored evaluation's report when the run has
-    one (the numbers `evaluate`, the Models table, Compare and RESULTS.md show); else computed here on the app's
-    `n` encoded points, a smaller sample, which the source says."""
+def _tc(task: background.Task, codes_task: background.Task, seed: int) -> tuple[dict, str]:
+    c = codes_task.value(wait=3600)  # submitted before this task, so already done on the one worker
+    task.report(None, "Gaussian, kNN and dataset Monte-Carlo estimates")
+    report = estimators.tc_report(c["mean"], c["logvar"], c["sampled"], seed=seed)
+    return report, (f"computed here on {report['settings']['n']:,} points (no stored evaluation: "
+                    "`python -m mtc_core evaluate` stores one)")
+
+
+def tc_report(path: str, n: int = NUM_POINTS, seed: int = 0) -> background.Task:
+    """Task: (mtc_core.estimators.tc_report, where it comes from). The stored evaluation's report when the run has
+    one (the numbers `evaluate`, the Models table, Compare and RESULTS.md show; ready at once); else computed in the
+    background on the app's `n` encoded points, a smaller sample, which the source says."""
     stored = runs.read_evaluation(path)
     if stored is not None:
-        return stored["tc"], f"the run's stored evaluation ({stored['tc']['settings']['n']:,} points, seed {stored['tc']['settings']['seed']})"
-    report = _tc_report(path, runs.config_mtime(path), n, seed)
-    return report, f"computed here on {report['settings']['n']:,} points (no stored evaluation: `python -m mtc_core evaluate` stores one)"
+        settings = stored["tc"].get("settings", {})
+        return background.ready(("tc", path), (stored["tc"], f"the run's stored evaluation ({settings.get('n', 0):,} points, "
+                                                             f"seed {settings.get('seed', '?')})"))
+    codes_task = codes(path, n, seed)
+    return background.submit(("tc", path, runs.config_mtime(path), n, seed), "Estimating total correlations",
+                             _tc, codes_task, seed)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _activity(path: str, mtime: int, n: int, seed: int) -> dict[str, np.ndarray]:
-    c = _codes(path, mtime, n, seed)
-    kl = traversal.latent_activity(c["mean"], c["logvar"])
-    return {"var_mu": c["mean"].var(0, ddof=1), "mean_sigma2": np.exp(c["logvar"]).mean(0), "kl": kl,
-            "order": np.argsort(-kl, kind="stable")}
+@st.cache_data(max_entries=32, show_spinner=False)
+def _activity_of(path: str, mtime: int, n: int, seed: int) -> dict[str, np.ndarray]:
+    c = codes(path, n, seed).value()
+    return {"var_mu": c["mean"].var(0, ddof=1), "mean_sigma2": np.exp(c["logvar"]).mean(0),
+            "kl": traversal.latent_activity(c["mean"], c["logvar"]), "source": f"{len(c['mean']):,} encoded points"}
 
 
-def activity(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per latent: Var(mu_j), E[sigma_j^2], mean KL, and the latents ordered by KL (most active first)."""
-    return _activity(path, runs.config_mtime(path), n, seed)
+def activity(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict | None:
+    """Per latent: Var(mu_j), E[sigma_j^2], mean KL, and the latents ordered by KL (most active first). From the stored
+    evaluation when there is one, else from the encoded points (None until they are ready)."""
+    stored = runs.read_evaluation(path)
+    act = stored.get("activity") if stored is not None else None
+    if isinstance(act, dict) and all(isinstance(act.get(k), list) for k in ("var_mu", "mean_sigma2", "kl")):
+        out = {k: np.asarray(act[k], dtype=float) for k in ("var_mu", "mean_sigma2", "kl")}
+        out["source"] = "the run's stored evaluation"
+    elif ready_codes(path, n, seed) is not None:
+        out = dict(_activity_of(path, runs.config_mtime(path), n, seed))
+    else:
+        return None
+    out["order"] = np.argsort(-out["kl"], kind="stable")
+    return out
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _traversal(path: str, mtime: int, base: tuple[int, ...], mode: str, steps: int, extent: float, quantile: float,
-               num_latents: int, with_gif: bool) -> dict:
+def _traversal(path: str, mtime: int, base: tuple[int, ...], values: np.ndarray, latents: tuple[int, ...], kl: tuple[float, ...],
+               with_gif: bool) -> dict:
     vae, config = _load(path, mtime)
     ds = dataset(config["dataset"])
     image = ds.render(np.array([base]))
     mu, _ = traversal.encode_numpy(vae, image)
-    acts = _activity(path, mtime, NUM_POINTS, 0)
-    values = traversal.traversal_values(_codes(path, mtime, NUM_POINTS, 0)["mean"], steps, mode, extent, quantile)
-    latents = acts["order"][:num_latents]
-    grid = traversal.traverse(vae, mu[0], latents, values)
+    grid = traversal.traverse(vae, mu[0], list(latents), values)
     scale = max(1, 96 // ds.image_shape[1])
     out = {
         "grid_png": figures.png_bytes(figures.image_grid(grid, scale=scale)),
         "pair_png": figures.png_bytes(figures.image_grid(np.stack([image, traversal.reconstruct(vae, image)], 1), scale=scale)),
-        "latents": [int(j) for j in latents],
-        "kl": [float(acts["kl"][j]) for j in latents],
-        "values": values[latents].tolist(),
+        "latents": list(latents),
+        "kl": list(kl),
+        "values": values[list(latents)].tolist(),
     }
     if with_gif:
         out["gif"] = figures.traversal_gif(grid, scale=scale)
@@ -120,11 +151,23 @@ def _traversal(path: str, mtime: int, base: tuple[int, ...], mode: str, steps: i
 
 
 def traversal_grid(path: str, base: tuple[int, ...], mode: str = "prior", steps: int = 10, extent: float = 2.0,
-                   quantile: float = 0.05, num_latents: int = 10, with_gif: bool = True) -> dict:
+                   quantile: float = 0.05, num_latents: int = 10, with_gif: bool = True) -> dict | None:
     """A latents x steps traversal around the image with factors `base`, latents ordered by KL:
-    PNG of the grid, PNG of [input | reconstruction], the GIF, latent indices, their KL and swept values."""
-    return _traversal(path, runs.config_mtime(path), tuple(int(b) for b in base), mode, steps, extent, quantile,
-                      num_latents, with_gif)
+    PNG of the grid, PNG of [input | reconstruction], the GIF, latent indices, their KL and swept values.
+    None while what it needs (the activity order; the mean codes' quantiles in quantile mode) is being computed."""
+    acts = activity(path)
+    if acts is None:
+        return None
+    if mode == "quantile":
+        c = ready_codes(path)
+        if c is None:
+            return None
+        values = traversal.traversal_values(c["mean"], steps, mode, extent, quantile)
+    else:
+        values = traversal.traversal_values(np.zeros((1, len(acts["kl"]))), steps, mode, extent, quantile)
+    latents = tuple(int(j) for j in acts["order"][:num_latents])
+    return _traversal(path, runs.config_mtime(path), tuple(int(b) for b in base), values, latents,
+                      tuple(float(acts["kl"][j]) for j in latents), with_gif)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -167,28 +210,41 @@ def sample_grid(spec: dict, rows: int = 4, cols: int = 8, seed: int = 0) -> byte
 
 @st.cache_data(max_entries=16, show_spinner="Computing mutual information...")
 def _mi(path: str, mtime: int, n: int, seed: int, tau: float) -> dict:
-    c = _codes(path, mtime, n, seed)
+    c = codes(path, n, seed).value()
     _, config = _load(path, mtime)
     names = list(dataset(config["dataset"]).factor_names)
     return {rep: disintegration.disintegration_report(c[rep], c["factors"], factor_names=names, tau=tau)
             for rep in ("mean", "sampled")}
 
 
-def disintegration_reports(path: str, tau: float = 0.1, n: int = NUM_POINTS, seed: int = 0) -> dict[str, dict]:
-    """mtc_core.disintegration_report of the mean and of the sampled codes."""
-    return _mi(path, runs.config_mtime(path), n, seed, tau)
+def _at_tau(stored: dict, tau: float) -> dict:
+    """A stored disintegration report re-read at another tau (the MI matrix does not depend on it)."""
+    m = np.asarray(stored["mi_matrix"], dtype=float)
+    return {**stored, "latents_per_factor": disintegration.latents_per_factor(m, tau).tolist(), "tau": float(tau),
+            "split_ratio": disintegration.split_ratio(m).tolist(), "best_latent": m.argmax(1).tolist()}
 
 
-def headline(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict:
-    """Gaussian and kNN TC of the model's mean codes (as `tc_report`: stored or computed here) and their MIG."""
+def disintegration_reports(path: str, tau: float = 0.1, n: int = NUM_POINTS, seed: int = 0) -> dict[str, dict] | None:
+    """mtc_core.disintegration_report of the mean and of the sampled codes, plus "source": the stored evaluation's MI
+    matrices when there are some, else computed on the encoded points (None until they are ready)."""
+    stored = runs.read_evaluation(path)
+    reports = {rep: (stored.get(rep) or {}).get("disintegration") for rep in ("mean", "sampled")} if stored else {}
+    if reports and all(isinstance(r, dict) and isinstance(r.get("mi_matrix"), list) for r in reports.values()):
+        return {**{rep: _at_tau(r, tau) for rep, r in reports.items()}, "source": "the run's stored evaluation"}
+    if ready_codes(path, n, seed) is None:
+        return None
+    return {**_mi(path, runs.config_mtime(path), n, seed, tau), "source": f"{NUM_POINTS:,} encoded points"}
+
+
+def mig(path: str, n: int = NUM_POINTS, seed: int = 0) -> float | None:
+    """MIG of the mean codes: the stored evaluation's, else on the encoded points (None until they are ready)."""
     from mtc_core import metrics
 
-    report, source = tc_report(path, n, seed)
     stored = runs.read_evaluation(path)
     if stored is not None:
-        return {"report": report, "source": source, "mig": stored["mean"].get("mig")}
-    c = codes(path, n, seed)
-    return {"report": report, "source": source, "mig": metrics.mig(c["mean"], c["factors"])}
+        return (stored.get("mean") or {}).get("mig")
+    c = ready_codes(path, n, seed)
+    return None if c is None else metrics.mig(c["mean"], c["factors"])
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the synthetic split...")
@@ -222,38 +278,54 @@ def monte_carlo(d: int, rho: float, s: float, n: int, seed: int = 0) -> dict:
     return theory.monte_carlo_check(d, rho, s, n=n, rng=seed, knn_points=min(n, 5000))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _evaluation(path: str, mtime: int) -> dict:
+def _evaluate(task: background.Task, vae: VAE, ds: GroundTruthDataset) -> tuple[dict, str]:
     import mtc_core
 
-    vae, config = _load(path, mtime)
-    return mtc_core.evaluate(vae, dataset(config["dataset"]), seed=0, **EVAL_SIZES)
+    return mtc_core.evaluate(vae, ds, seed=0, progress=lambda stage: task.report(None, stage), **EVAL_SIZES), "computed by the app"
 
 
-def evaluation_of(path: str) -> tuple[dict, str]:
-    """(evaluation dict, where it came from): metrics.json's "evaluation" when the run has one, else
-    mtc_core.evaluate at the app's smaller sizes (EVAL_SIZES), computed once and cached."""
+def evaluation(path: str) -> background.Task:
+    """Task: (evaluation dict, where it came from): metrics.json's "evaluation" when the run has one (ready at once),
+    else mtc_core.evaluate at the app's smaller sizes (EVAL_SIZES), computed once in the background."""
     stored = runs.read_evaluation(path)
     if stored is not None:
-        return stored, "metrics.json"
-    return _evaluation(path, runs.config_mtime(path)), "computed by the app"
+        return background.ready(("evaluation", path), (stored, "metrics.json"))
+    vae, config = model(path)
+    return background.submit(("evaluation", path, runs.config_mtime(path)), f"Evaluating {Path(path).name}",
+                             _evaluate, vae, dataset(config["dataset"]))
 
 
-def comparison(paths: list[str]) -> pd.DataFrame:
-    """One row per run: its evaluation flattened (see runs.flatten_evaluation); TC columns first."""
-    rows = []
-    for path in paths:
+def evaluated(entries: list[runs.RunEntry]) -> tuple[list[dict], list[dict], list[background.Task]]:
+    """(rows as runs.evaluation_rows gives them, with "from": metrics.json or computed here; runs that failed, as
+    {"model", "problem"}; the tasks still evaluating runs without a stored evaluation, which are left out until done)."""
+    rows, failed, pending = [], [], []
+    for entry in entries:
         try:
-            evaluation, source = evaluation_of(path)
-        except ValueError as error:  # a run that cannot be loaded or scored gets a row saying why
-            rows.append({"model": runs.short_label(path), "source": f"failed: {error}"})
+            task = evaluation(entry.path)
+            if not task.done:
+                pending.append(task)
+                continue
+            result, source = task.value()
+        except Exception as error:  # a run that cannot be loaded or scored is named with the reason; the others stay
+            failed.append({"model": runs.short_label(entry.path), "problem": f"{type(error).__name__}: {error}"})
             continue
-        rows.append({"model": runs.short_label(path), "source": source, **runs.flatten_evaluation(evaluation)})
-    table = pd.DataFrame(rows)
-    for column in ("gaussian_tc (mean)", "gaussian_tc (sampled)", "knn_tc (mean)", "knn_tc (sampled)"):
+        rows.append({"label": entry.label if entry.source == "zoo" else runs.short_label(entry.path), "model": entry.model,
+                     "seed": entry.seed, "dataset": entry.dataset, "group": entry.group, "evaluation": result, "path": entry.path,
+                     "source": entry.source, "from": source, "status": entry.status})
+    return rows, failed, pending
+
+
+def comparison(rows: list[dict]) -> pd.DataFrame:
+    """One row per run: model, family, configuration, seed, status, where its numbers come from and its evaluation
+    flattened (runs.flatten_evaluation), TC columns first."""
+    table = pd.DataFrame([{"model": runs.short_label(r["path"]), "family": runs.FAMILIES.get(r["model"], r["model"]),
+                           "configuration": runs.group_label(r["label"]), "seed": r["seed"], "status": r["status"],
+                           "from": r["from"], **runs.flatten_evaluation(r["evaluation"])} for r in rows])
+    for column in ("model", "gaussian_tc (mean)", "gaussian_tc (sampled)", "knn_tc (mean)", "knn_tc (sampled)"):
         if column not in table:
             table[column] = None
-    first = ["model", *[c for c in table.columns if "_tc" in c]]
+    first = [c for c in ("model", "family", "configuration", "seed", "status", "from") if c in table.columns]
+    first += [c for c in table.columns if "_tc" in c]
     return table[first + [c for c in table.columns if c not in first]]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -18,10 +19,12 @@ from mtc_core.models.architectures import ARCHITECTURES
 from mtc_core.train import TrainConfig, resolved_model_params
 from ui import runs, training, widgets
 
-JOBS_KEY = "train_jobs"  # the session's TrainingJobs, oldest first
+JOBS_KEY = "train_jobs"  # ids of the jobs this session started, oldest first
 ANNOUNCED_KEY = "train_announced"  # ids of finished jobs whose run was already put into the picker
+FORM_KEY = "train_form_generation"  # a used form is replaced by a fresh one: a second trigger of its button is stale
+SHOWN = 5  # finished trainings listed besides the running and queued ones
 FROM_DATASET = ("image_shape", "dataset_size")  # filled in from the dataset by resolved_model_params
-DATASETS = ("toy", "squares", "shapes2d")
+DATASETS = ("toy", "squares", "shapes2d", "shapes3d", "color_dsprites", "noisy_dsprites")
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -75,13 +78,16 @@ def config_form(model_name: str) -> TrainConfig | None:
     comments = field_comments(model_cls.Config)
     train_comments = field_comments(TrainConfig)
     devices = ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    generation = st.session_state.setdefault(FORM_KEY, 0)
     # outside the form, so that picking a dataset fills in its defaults (the CLI's: mtc_core.defaults) at once
     dataset = st.selectbox("dataset", DATASETS, key="train_dataset", on_change=_apply_dataset_defaults,
                            help="toy: 32x32, three objects, disentangles in about a minute; squares: one moving "
                                 "square; shapes2d: dSprites' 64x64 grid (conv64, slow on a CPU)")
     for key, value in _default_fields(dataset).items():
         st.session_state.setdefault(key, value)
-    with st.form("train_form"):
+    # Enter in a field does not submit (only the button does); a double click's second trigger names the button of a
+    # form that is gone by then, so it starts nothing
+    with st.form(f"train_form_{generation}", enter_to_submit=False):
         left, right = st.columns(2)
         with left:
             st.markdown("**Training**")
@@ -95,7 +101,8 @@ def config_form(model_name: str) -> TrainConfig | None:
             st.markdown(f"**{model_cls.__name__} config**")
             params = {f.name: _field_input(f, comments.get(f.name, ""), f"train_p_{f.name}")
                       for f in dataclasses.fields(model_cls.Config) if f.name not in FROM_DATASET}
-        submitted = st.form_submit_button("Start training", type="primary", key="train_start", icon=":material/play_arrow:")
+        submitted = st.form_submit_button("Start training", type="primary", key=f"train_start_{generation}",
+                                          icon=":material/play_arrow:")
     if not submitted:
         return None
     params = {k: v for k, v in params.items() if v is not None}
@@ -111,34 +118,77 @@ def config_form(model_name: str) -> TrainConfig | None:
 
 
 def session_jobs() -> list[training.TrainingJob]:
-    return st.session_state.setdefault(JOBS_KEY, [])
+    """The jobs this session started (they may have finished), oldest first."""
+    ids = st.session_state.setdefault(JOBS_KEY, [])
+    return [job for job in training.jobs() if job.id in ids]
 
 
 def start(config: TrainConfig) -> training.TrainingJob:
+    """Start a submitted form's training, and retire the form: its button's next trigger (a double click) is stale."""
+    st.session_state[FORM_KEY] = st.session_state.get(FORM_KEY, 0) + 1
     job = training.submit(config, runs.runs_dir(), f"{config.model}-{config.dataset['name']}")
-    session_jobs().append(job)
+    st.session_state.setdefault(JOBS_KEY, []).append(job.id)
     return job
 
 
-def progress_panel(shown: int = 3) -> None:
-    """The session's latest trainings, redrawn every second while one of them is still going."""
-    jobs = session_jobs()
-    if jobs:
-        active = any(not job.done for job in jobs)
-        st.fragment(_draw_jobs, run_every=1.0 if active else None)(shown)
+def resume(path: str) -> None:
+    """The Resume button: continue an interrupted run in the background."""
+    try:
+        job = training.resume(path)
+    except ValueError as error:  # already training, or a config that cannot be resumed
+        st.session_state["train_resume_error"] = str(error)
+        return
+    st.session_state.setdefault(JOBS_KEY, []).append(job.id)
 
 
-def _draw_jobs(shown: int) -> None:
-    for job in reversed(session_jobs()[-shown:]):
+def interrupted_panel() -> None:
+    """Runs whose training process died (a server restart, a kill): each with a Resume button."""
+    if "train_resume_error" in st.session_state:
+        st.error(f"Not resumed: {st.session_state.pop('train_resume_error')}")
+    interrupted = runs.interrupted_runs()
+    if not interrupted:
+        return
+    st.subheader("Interrupted")
+    st.caption("These runs say *running*, but no training of this server is writing them: their process stopped (a "
+               "restart, a kill). Resume continues exactly from the last checkpoint; resume a run only when no other "
+               "process (a `python -m mtc_core train` in a terminal) is still training it.")
+    for entry in interrupted:
+        config, _ = runs.inspect_run(entry.path)
+        step, total = (config or {}).get("step", "?"), ((config or {}).get("train") or {}).get("steps", "?")
+        with st.container(border=True):
+            left, right = st.columns([4, 1])
+            left.markdown(f"**{entry.model}** on **{entry.dataset}** · `{entry.path}` · *interrupted* at the checkpoint of "
+                          f"step {step} / {total}")
+            right.button("Resume", key=f"train_resume_{Path(entry.path).name}", on_click=resume, args=(entry.path,),
+                         icon=":material/play_arrow:")
+
+
+def progress_panel() -> None:
+    """Every training of this server, whoever started it: running and queued ones with live progress and Cancel, then
+    the latest finished ones. Redrawn every second while one of them is still going."""
+    active = any(not job.done for job in training.jobs())
+    if training.jobs():
+        st.subheader("Trainings on this server")
+        st.fragment(_draw_jobs, run_every=1.0 if active else None)(active)
+
+
+def _draw_jobs(was_active: bool) -> None:
+    jobs = training.jobs()
+    going = [j for j in reversed(jobs) if not j.done]
+    finished = [j for j in reversed(jobs) if j.done][:SHOWN]
+    mine = set(st.session_state.get(JOBS_KEY, []))
+    for job in going + finished:
         p = job.progress()
         with st.container(border=True):
-            st.markdown(f"**{job.config.model}** on **{job.config.dataset['name']}**, {p.total} steps: *{p.state}*")
+            who = "you" if job.id in mine else "another session"
+            st.markdown(f"**{job.title}**, {p.total} steps (started by {who}): *{p.state}*")
             if p.state == "queued":
                 running, queued = training.server_load()
                 st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
-                           f"yours is number {p.queue_position} in the queue and starts when a slot frees.")
-            st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s")
-            if p.history:
+                           f"this one is number {p.queue_position} in the queue and starts when a slot frees.")
+            speed = f" · {p.steps_per_s:.1f} steps/s" if p.steps_per_s else ""
+            st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s{speed}")
+            if p.history and not job.done:
                 widgets.plotly_chart(figures.training_curves(p.history), key=f"train_curves_{job.id}")
             if not job.done:
                 st.button("Cancel", key=f"train_cancel_{job.id}", on_click=job.cancel.set, icon=":material/stop:")
@@ -148,15 +198,25 @@ def _draw_jobs(shown: int) -> None:
                 st.success(f"Saved to `{p.run_dir}` ({p.state}{': ' + p.message if p.message else ''}); "
                            "it is in the sidebar's model picker.")
     announced = st.session_state.setdefault(ANNOUNCED_KEY, set())
-    finished = [job for job in session_jobs() if job.done and job.run_dir is not None and job.id not in announced]
-    if finished:
-        announced.update(job.id for job in finished)
-        st.session_state[widgets.PENDING_KEY] = str(finished[-1].run_dir)
+    done_mine = [job for job in session_jobs() if job.done and job.run_dir is not None and job.id not in announced]
+    if done_mine:
+        announced.update(job.id for job in done_mine)
+        st.session_state[widgets.PENDING_KEY] = str(done_mine[-1].run_dir)
         st.rerun(scope="app")  # redraw the sidebar so the new run is in the picker, selected
+    if was_active and not going:
+        st.rerun(scope="app")  # the last one finished: redraw the page without the timer
 
 
 def sidebar_status() -> None:
-    """One line per running training of this session, on every page (redrawn with the page)."""
-    for job in session_jobs():
-        if not job.done:
-            st.sidebar.caption(f"Training {job.config.model}: step {job.step} / {job.config.steps} ({job.state})")
+    """One line per running or queued training of this server, on every page, refreshed every 2 s while one runs."""
+    if any(not job.done for job in training.jobs()):
+        with st.sidebar:
+            st.fragment(_sidebar_lines, run_every=2.0)()
+
+
+def _sidebar_lines() -> None:
+    going = [job for job in training.jobs() if not job.done]
+    if not going:
+        st.rerun(scope="app")  # all finished: redraw the app without this timer
+    for job in going:
+        st.caption(f"Training {job.title}: step {job.step} / {job.config.steps} ({job.state})")

@@ -2,10 +2,16 @@
 
 A page script is rerun, and interrupted, by every widget interaction, so a training
 cannot live inside it. Each training is a `TrainingJob`: a worker thread with its own
-run directory, a cancel Event and progress state filled by a trainer `Callback`. The
-session that started a job keeps a reference to it; the page only reads its progress.
-At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, default 2) train at once per
-server process; the rest wait in a FIFO queue and can be cancelled while they wait.
+run directory, a cancel Event and progress state filled by a trainer `Callback`.
+The jobs belong to the server process, not to a browser tab: `jobs()` lists every
+job this server started, so any session (a reload, a second tab) sees their progress
+and can cancel them. At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, default 2)
+train at once; the rest wait in a FIFO queue and can be cancelled while they wait.
+
+A worker trains with `TRAIN_THREADS` torch threads (env MTC_TRAIN_THREADS, default 1;
+torch's thread count is per thread, so pages keep theirs): the pages stay responsive
+while a training runs. A run whose process died (config.json still says "running", no
+job of this server writes it) is resumed exactly from its last checkpoint by `resume`.
 
 Each run draws its noise from its own seeded generator (mtc_core.train), so two
 trainings side by side give the same runs as the same trainings one after another.
@@ -28,11 +34,13 @@ from mtc_core import io
 from mtc_core.train import Callback, TrainConfig, train
 
 MAX_CONCURRENT = max(1, int(os.environ.get("MTC_MAX_TRAININGS", "2")))
+TRAIN_THREADS = max(1, int(os.environ.get("MTC_TRAIN_THREADS", "1")))
 DONE = ("complete", "cancelled", "diverged", "failed")
 
 _cond = threading.Condition()
 _waiting: list[TrainingJob] = []  # queued jobs, first come first served
 _running: set[TrainingJob] = set()
+_jobs: list[TrainingJob] = []  # every job this server process started, oldest first
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Progress:
     run_dir: Path | None
     queue_position: int | None  # 1-based while queued
     seconds: float
+    steps_per_s: float | None  # since this job started training (a resumed run counts from its checkpoint)
 
 
 @dataclass(eq=False)
@@ -54,10 +63,12 @@ class TrainingJob:
     config: TrainConfig
     root: Path  # run directories are created under it
     label: str  # run directory name suffix
+    resume_dir: Path | None = None  # an interrupted run to continue instead of a new directory
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"
     step: int = 0
+    start_step: int = 0
     message: str = ""
     run_dir: Path | None = None
     history: list[dict] = field(default_factory=list)
@@ -69,12 +80,18 @@ class TrainingJob:
     def done(self) -> bool:
         return self.state in DONE
 
+    @property
+    def title(self) -> str:
+        return f"{self.config.model} on {self.config.dataset.get('name')}" + (" (resumed)" if self.resume_dir else "")
+
     def progress(self) -> Progress:
         with self._lock:
             history = list(self.history)
         end = self.finished or time.time()
+        seconds = end - self.started if self.started else 0.0
+        speed = (self.step - self.start_step) / seconds if seconds > 0 and self.step > self.start_step else None
         return Progress(self.state, self.step, self.config.steps, history, self.message, self.run_dir,
-                        queue_position(self), end - self.started if self.started else 0.0)
+                        queue_position(self), seconds, speed)
 
     def _record(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -87,9 +104,10 @@ class TrainingJob:
                 return
             try:
                 self.started, self.state = time.time(), "running"
-                self.run_dir = io.new_run_dir(self.root, self.label)
-                train(self.config, self.run_dir, callbacks=[_JobCallback(self)], cancel=self.cancel,
-                      command=cli_command(self.config, self.run_dir))
+                self.run_dir = self.resume_dir or io.new_run_dir(self.root, self.label)
+                command = _stored_command(self.run_dir) if self.resume_dir else cli_command(self.config, self.run_dir)
+                train(self.config, self.run_dir, callbacks=[_JobCallback(self)], cancel=self.cancel, command=command,
+                      resume=self.resume_dir is not None)
             finally:
                 _release_slot(self)
         except Exception as error:  # the worker must report, never die silently
@@ -101,6 +119,10 @@ class TrainingJob:
 class _JobCallback(Callback):
     def __init__(self, job: TrainingJob):
         self.job = job
+
+    def on_start(self, *, run_dir, config, start_step):
+        self.job.step = self.job.start_step = start_step
+        self.job.started = time.time()  # the speed counts training steps, not loading or resuming
 
     def on_step(self, *, step, logs):
         self.job.step = step
@@ -134,13 +156,52 @@ def _release_slot(job: TrainingJob) -> None:
         _cond.notify_all()
 
 
-def submit(config: TrainConfig, root: str | Path, label: str) -> TrainingJob:
-    """Queue a training and start its worker thread; returns at once."""
-    job = TrainingJob(config=config, root=Path(root), label=label)
+def _start(job: TrainingJob) -> TrainingJob:
     with _cond:
         _waiting.append(job)
+        _jobs.append(job)
     threading.Thread(target=job._work, name=f"mtc-train-{job.id}", daemon=True).start()
     return job
+
+
+def submit(config: TrainConfig, root: str | Path, label: str) -> TrainingJob:
+    """Queue a training into a new run directory under root and start its worker thread; returns at once.
+    Without an explicit `num_threads` the worker trains with TRAIN_THREADS torch threads."""
+    if not config.num_threads:
+        config = dataclasses.replace(config, num_threads=TRAIN_THREADS)
+    return _start(TrainingJob(config=config, root=Path(root), label=label))
+
+
+def resume(run_dir: str | Path) -> TrainingJob:
+    """Queue the continuation of an interrupted run from its last checkpoint (mtc_core.train with resume=True: exact,
+    or the job fails with the trainer's reason). ValueError when the run is being trained by this server already or
+    its config.json holds no training config."""
+    run_dir = Path(run_dir)
+    if is_training(run_dir) or any(j.resume_dir == run_dir and not j.done for j in jobs()):
+        raise ValueError(f"{run_dir.name} is already training on this server")
+    config = io.read_run_config(run_dir)
+    if not isinstance(config.get("train"), dict):
+        raise ValueError(f"{run_dir / io.CONFIG}: no training config to resume with")
+    train_config = TrainConfig.from_dict(config["train"])
+    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir))
+
+
+def _stored_command(run_dir: Path) -> str:
+    try:
+        command = io.read_json(run_dir / io.CONFIG).get("command")
+    except (ValueError, OSError, AttributeError):
+        command = None
+    return command if isinstance(command, str) else ""
+
+
+def jobs() -> list[TrainingJob]:
+    """Every job this server process started (all sessions), oldest first."""
+    with _cond:
+        return list(_jobs)
+
+
+def find(job_id: str) -> TrainingJob | None:
+    return next((j for j in jobs() if j.id == job_id), None)
 
 
 def queue_position(job: TrainingJob) -> int | None:
@@ -155,10 +216,11 @@ def server_load() -> tuple[int, int]:
 
 
 def is_training(run_dir: str | Path) -> bool:
-    """Whether a live job on this server is writing into run_dir."""
+    """Whether a live job on this server is writing into run_dir (or is queued to resume it)."""
     target = Path(run_dir).resolve()
     with _cond:
-        return any(j.run_dir is not None and j.run_dir.resolve() == target for j in _running)
+        live = [j for j in _jobs if not j.done]
+    return any((j.run_dir or j.resume_dir) is not None and Path(j.run_dir or j.resume_dir).resolve() == target for j in live)
 
 
 def cli_command(config: TrainConfig, run_dir: Path) -> str:

@@ -1,9 +1,13 @@
-"""Shared widgets: the sidebar model picker and device badge, the page guard, charts and tables with downloads."""
+"""Shared widgets: the sidebar model picker and device badge, the page guard, charts and tables with downloads,
+and the progress indicator of background computations."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,33 +17,50 @@ import streamlit as st
 from mtc_core import figures, io
 from mtc_core.data import GroundTruthDataset
 from mtc_core.models import VAE
-from ui import cache, runs
+from ui import background, cache, runs
 
 RUN_KEY = "run_path"  # the sidebar picker's value: the selected run directory
 PENDING_KEY = "run_path_next"  # set by the Train page; selected at the next rerun, before the picker is drawn
+FORMAT_KEY = "figure_format"  # what the charts' camera button downloads: png | svg
 NO_MODEL = ("No model to explore yet: train one on the **Train** page (about a minute on the toy dataset), "
             "or point the environment variable MTC_ZOO_DIR at a model zoo.")
-# Plotly's modebar, always shown; its camera button saves the chart as a PNG.
-PLOTLY_CONFIG = {"displayModeBar": True, "displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+POLL_S = 0.5  # how often a page looks at a background computation it waits for
+
+
+def plotly_config(fmt: str | None = None) -> dict:
+    """Plotly's modebar, always shown; its camera button saves the chart as PNG (scale 2) or SVG (for a paper)."""
+    fmt = fmt or st.session_state.get(FORMAT_KEY, "png")
+    return {"displayModeBar": True, "displaylogo": False, "toImageButtonOptions": {"format": fmt, "scale": 2 if fmt == "png" else 1}}
 
 
 def model_picker() -> None:
-    """The sidebar select box shared by every page: the zoo, then the user's runs."""
-    entries = runs.available_runs()
+    """The sidebar select box shared by every page: the zoo (by dataset, model, seed), then the user's runs.
+    Runs that cannot be opened are listed under it with the reason, and offered nowhere."""
+    everything = runs.all_runs()
     try:
         runs.zoo_runs()
     except ValueError as problem:
         st.sidebar.warning(f"The model zoo could not be read: {problem}")
+    entries = [e for e in everything if e.problem is None]
     if PENDING_KEY in st.session_state:
         st.session_state[RUN_KEY] = st.session_state.pop(PENDING_KEY)
     labels = {e.path: e.label for e in entries}
     if st.session_state.get(RUN_KEY) not in labels:
-        st.session_state.pop(RUN_KEY, None)  # deleted, or not there yet: fall back to the first one
+        st.session_state.pop(RUN_KEY, None)  # deleted, broken, or not there yet: fall back to the default
     if not entries:
         st.sidebar.info("No models yet: train one on the **Train** page.")
-        return
-    st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key=RUN_KEY,
-                         help=f"Zoo: {runs.zoo_dir()}  \nYour runs: {runs.runs_dir()}")
+    else:
+        if RUN_KEY not in st.session_state:
+            st.session_state[RUN_KEY] = (runs.default_pair(entries)[0] or entries[0]).path
+        st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key=RUN_KEY,
+                             help=f"Zoo: {runs.zoo_dir()}  \nYour runs: {runs.runs_dir()}")
+        picked = next(e for e in entries if e.path == st.session_state[RUN_KEY])
+        st.sidebar.caption(f"{picked.label} · `{picked.model}` on {picked.dataset}, seed {picked.seed}, {picked.status}")
+    broken = [e for e in everything if e.problem is not None]
+    if broken:
+        with st.sidebar.expander(f"{len(broken)} run{'s' if len(broken) > 1 else ''} cannot be opened", icon=":material/error:"):
+            for e in broken:
+                st.caption(f"**{Path(e.path).name}**: {e.problem}")
 
 
 def device_badge() -> None:
@@ -52,9 +73,8 @@ def selected_run() -> str | None:
     return path if path and (Path(path) / io.CONFIG).is_file() else None
 
 
-def loaded_run() -> tuple[str, VAE, dict] | None:
-    """(path, model, config) of the picked run; None (after an error message when the run is broken) otherwise."""
-    path = selected_run()
+def load(path: str | None) -> tuple[str, VAE, dict] | None:
+    """(path, model, config) of a run; None (after an error message naming the problem) when it cannot be loaded."""
     if path is None:
         return None
     try:
@@ -65,8 +85,56 @@ def loaded_run() -> tuple[str, VAE, dict] | None:
     return path, model, config
 
 
-def plotly_chart(fig: go.Figure, key: str) -> None:
-    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch")
+def loaded_run() -> tuple[str, VAE, dict] | None:
+    """(path, model, config) of the picked run; None (after an error message when the run is broken) otherwise."""
+    return load(selected_run())
+
+
+def wait(task: background.Task, key: str, wait_s: float = 0.3) -> Any:
+    """The task's value when it is done (after waiting up to `wait_s`, so quick ones show at once); else None, after
+    drawing its progress, redrawn every POLL_S until it is done, then the whole page reruns with the value.
+    A failed computation shows its reason (None is returned)."""
+    try:
+        return task.value(wait=wait_s)
+    except TimeoutError:
+        st.fragment(_progress, run_every=POLL_S)(task.key, key)
+        return None
+    except Exception as error:  # the computation's own error: shown, the rest of the page goes on
+        st.error(f"{task.label} failed: {type(error).__name__}: {error}")
+        return None
+
+
+def needing_codes(path: str, compute: Callable[[], Any], key: str) -> Any:
+    """compute() (a cache function that returns None until the run's encoded points are ready); while they are being
+    computed, their progress (see `wait`) and None."""
+    value = compute()
+    if value is None and wait(cache.codes(path), key=key) is not None:
+        value = compute()
+    return value
+
+
+def _progress(task_key: Any, key: str) -> None:
+    task = background.get(task_key)
+    if task is None or task.done:
+        st.rerun(scope="app")
+    waiting = [t for t in background.pending() if not t.started]
+    ahead = f" ({len(waiting)} computation(s) queued)" if not task.started and waiting else ""
+    elapsed = time.time() - (task.started or task.created)
+    text = f"{task.label}: {task.stage or ('queued' if not task.started else 'working')} · {elapsed:.0f} s{ahead}"
+    if task.fraction is None:
+        st.progress(0.0 if not task.started else min(0.95, elapsed / (elapsed + 10)), text=text)
+    else:
+        st.progress(min(max(task.fraction, 0.0), 1.0), text=text)
+
+
+def plotly_chart(fig: go.Figure, key: str, fmt: str | None = None) -> None:
+    st.plotly_chart(fig, key=key, config=plotly_config(fmt), width="stretch")
+
+
+def figure_format() -> None:
+    """A switch for what the charts' camera button downloads: PNG, or SVG for a paper."""
+    st.segmented_control("Chart download (camera button)", ["png", "svg"], default="svg", key=FORMAT_KEY,
+                         format_func=str.upper, help="The camera icon in each chart's toolbar saves the chart in this format.")
 
 
 def table(df: pd.DataFrame, key: str, file_name: str, **kwargs) -> None:
@@ -96,17 +164,29 @@ def dataset_choices() -> dict[str, dict]:
     choices: dict[str, dict] = {}
     path = selected_run()
     if path is not None:
-        try:
-            spec = io.read_json(Path(path) / io.CONFIG)["dataset"]
+        config, _ = runs.inspect_run(path)
+        if config is not None:
+            spec = config["dataset"]
             choices[f"{spec['name']} (the picked model's)"] = spec
-        except (ValueError, KeyError, TypeError):
-            pass
-    for name in ("toy", "squares", "shapes2d"):
+    for name in ("toy", "squares", "shapes2d", "shapes3d", "color_dsprites", "noisy_dsprites"):
         if {"name": name} not in choices.values():
             choices[name] = {"name": name}
     if os.environ.get("MTC_DSPRITES") and not any(s["name"] == "dsprites" for s in choices.values()):
         choices["dsprites"] = {"name": "dsprites"}
     return choices
+
+
+def factor_classes(ds: GroundTruthDataset, k: int, most: int = 8) -> list[str] | None:
+    """Names of factor k's classes when it has few enough for discrete colours (a shape, a small grid), else None
+    (a colour bar suits a long ordered factor such as a position)."""
+    from mtc_core.data.shapes2d import SHAPES
+
+    size = ds.factor_sizes[k]
+    if size > most:
+        return None
+    if ds.factor_names[k] == "shape" and size == len(SHAPES):
+        return list(SHAPES)
+    return [str(v) for v in range(size)]
 
 
 def top_latents(mi_row: list[float], k: int = 2) -> tuple[int, ...]:

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from ui import cache, widgets
+from ui import cache, pages, widgets
+
+pages.through_app()
 
 st.title("Latent traversals")
 st.caption("Each row sweeps one latent of the base image's mean code while the others stay fixed; "
@@ -36,17 +38,18 @@ with size_col:
     steps = st.slider("Steps", 3, 15, 10, key="trav_steps")
     shown = st.slider("Latents shown", 1, latent_dim, min(latent_dim, 10), key="trav_latents") if latent_dim > 1 else 1
 
-result = cache.traversal_grid(path, base, mode, steps, extent, quantile, shown)
-
-pair_col, grid_col = st.columns([1, 4], gap="large")
-pair_col.image(result["pair_png"], caption="input | reconstruction", output_format="PNG")
-rows = ", ".join(f"z{j} (KL {kl:.2f})" for j, kl in zip(result["latents"], result["kl"], strict=True))
-grid_col.image(result["grid_png"], caption=f"rows, top to bottom: {rows}", output_format="PNG")
-png_col, gif_col, _ = grid_col.columns([1, 1, 3])
-png_col.download_button("Grid as PNG", result["grid_png"], "traversal.png", "image/png", key="trav_png",
-                        icon=":material/download:")
-gif_col.download_button("Animated GIF", result["gif"], "traversal.gif", "image/gif", key="trav_gif",
-                        icon=":material/download:")
+# the activity order (without a stored evaluation) and the quantiles need the encoded points
+result = widgets.needing_codes(path, lambda: cache.traversal_grid(path, base, mode, steps, extent, quantile, shown), key="trav_wait")
+if result is not None:
+    pair_col, grid_col = st.columns([1, 4], gap="large")
+    pair_col.image(result["pair_png"], caption="input | reconstruction", output_format="PNG")
+    rows = ", ".join(f"z{j} (KL {kl:.2f})" for j, kl in zip(result["latents"], result["kl"], strict=True))
+    grid_col.image(result["grid_png"], caption=f"rows, top to bottom: {rows}", output_format="PNG")
+    png_col, gif_col, _ = grid_col.columns([1, 1, 3])
+    png_col.download_button("Grid as PNG", result["grid_png"], "traversal.png", "image/png", key="trav_png",
+                            icon=":material/download:")
+    gif_col.download_button("Animated GIF", result["gif"], "traversal.gif", "image/gif", key="trav_gif",
+                            icon=":material/download:")
 
 st.subheader("Reconstructions")
 recon_seed = st.number_input("Sample seed", min_value=0, max_value=2**31 - 1, value=0, key="trav_recon_seed")

@@ -3,11 +3,15 @@
 import streamlit as st
 
 from mtc_core.models import MODELS
-from ui import runs, train_view, training
+from ui import pages, runs, train_view, training
+
+pages.through_app()
 
 st.title("Train a model")
 st.caption(f"Runs are saved under `{runs.runs_dir()}`. Training runs in the background: switch pages freely, "
-           "come back here to watch it. The toy dataset shows disentangled traversals after about a minute on a CPU.")
+           "come back here to watch it; any tab or session sees it and can cancel it. The toy dataset shows disentangled "
+           f"traversals after about a minute on a CPU. Each training uses {training.TRAIN_THREADS} CPU thread(s), so "
+           "the pages stay responsive.")
 
 names = list(MODELS)
 model_name = st.selectbox("Model", names, index=names.index("beta_tcvae"), key="train_model")
@@ -22,4 +26,6 @@ if running >= training.MAX_CONCURRENT:
 config = train_view.config_form(model_name)
 if config is not None:
     train_view.start(config)
+    st.rerun()  # draw the fresh form (a second click on the used one starts nothing) and the new job's progress
+train_view.interrupted_panel()
 train_view.progress_panel()

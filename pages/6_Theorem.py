@@ -4,7 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from mtc_core import figures, theory
-from ui import cache, widgets
+from ui import cache, pages, widgets
+
+pages.through_app()
 
 st.title("Mean TC unbounded, sampled TC bounded")
 st.markdown(

@@ -6,7 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from mtc_core import figures, io
-from ui import runs, widgets
+from ui import pages, runs, widgets
+
+pages.through_app()
 
 st.title("Models")
 st.caption("The shipped zoo and your own runs. Pick one in the sidebar: every page explores the picked model.")
@@ -17,17 +19,25 @@ if not entries:
     st.stop()
 
 st.subheader("Available models")
-st.caption("Headline numbers from each run's last training record (held-out batch): reconstruction and KL in nats, "
-           "tc_mean = Gaussian TC of the mean codes, tc_sampled = minibatch TC of the sampled codes; "
-           "eval_* from metrics.json when the run was evaluated.")
+st.caption("One row per run: reconstruction and KL (nats) and active latents from its last training record (held-out "
+           "batch); its TCs with 95% intervals from its stored evaluation (`evaluate`), else the last training record's "
+           "Gaussian TCs of a batch (no interval).")
 widgets.table(pd.DataFrame(runs.summaries(entries)), key="models_table", file_name="models.csv")
+broken = runs.broken_runs()
+if broken:
+    st.warning(f"{len(broken)} run(s) cannot be opened and are left out of every page:")
+    st.dataframe(pd.DataFrame([{"run": e.path, "problem": e.problem} for e in broken]), hide_index=True, width="stretch",
+                 key="models_broken")
 
 path = widgets.selected_run()
 if path is None:
     st.info("Pick a model in the sidebar to see its details.")
     st.stop()
 
-config = io.read_json(Path(path) / io.CONFIG)
+config, problem = runs.inspect_run(path)
+if config is None:
+    st.error(f"Cannot read {Path(path).name}: {problem}")
+    st.stop()
 st.subheader(f"Picked: {Path(path).name}")
 left, right = st.columns([2, 3])
 with left:
@@ -38,7 +48,11 @@ with left:
         st.json({"train": config.get("train"), "dataset": config["dataset"]}, expanded=2)
         st.code(config.get("command") or "(not recorded)", language="bash", wrap_lines=True)
 with right:
-    history = io.read_history(path)
+    try:
+        history = io.read_history(path)
+    except (ValueError, OSError) as error:
+        history = []
+        st.warning(f"The training history cannot be read: {error}")
     if history:
         widgets.plotly_chart(figures.training_curves(history), key="models_curves")
     evaluation = runs.read_evaluation(path)

@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from ui import cache, widgets
+from ui import cache, pages, widgets
+
+pages.through_app()
 
 st.title("Dataset")
 

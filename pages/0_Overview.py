@@ -1,0 +1,59 @@
+"""Overview: the claim, from the shipped zoo's stored evaluations, on one screen."""
+
+import streamlit as st
+
+from ui import charts, pages, runs, widgets
+
+pages.through_app()
+
+st.title("A low TC of the sampled codes does not mean a low TC of the mean codes")
+st.markdown(
+    "TC penalties (beta-TCVAE, FactorVAE) act on the **sampled codes** z = mu(x) + sigma(x) eps; people use the **mean "
+    "codes** mu(x). By the law of total covariance, Cov(z) = Cov(mu) + E[diag sigma²(x)]: posterior noise only adds to "
+    "the diagonal, so the sampled codes' TC stays bounded while the mean codes' TC can grow without bound "
+    "([the theorem](/Theorem)). In a trained model the gap sits in *passive* latents, whose tiny means copy active ones."
+)
+
+zoo = [e for e in runs.comparable_runs() if e.source == "zoo"]
+rows, missing = runs.evaluation_rows(zoo)
+datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+if not datasets:
+    st.info("No shipped model has a stored evaluation yet: `python -m mtc_core evaluate pretrained/<model>` stores one. "
+            + ("" if zoo else widgets.NO_MODEL))
+    st.stop()
+
+left, middle, right = st.columns([2, 2, 3])
+dataset = left.segmented_control("Dataset", datasets, default="shapes2d" if "shapes2d" in datasets else datasets[0], key="ov_dataset")
+dataset = dataset or datasets[0]
+estimator = middle.segmented_control("TC estimator", ["gaussian", "knn"], default="gaussian", key="ov_estimator",
+                                     format_func={"gaussian": "Gaussian", "knn": "kNN"}.get) or "gaussian"
+with right:
+    widgets.figure_format()
+groups = runs.aggregate([r for r in rows if r["dataset"] == dataset])
+widgets.plotly_chart(charts.tc_story(groups, estimator), key="ov_story")
+st.caption("Bars: mean over the seeds in the zoo, error bars: sd over seeds (one seed: the estimate's 95% interval), ticks: "
+           "the seeds. Every value is the model's stored evaluation (`evaluate`: 10,000 points, the same numbers as "
+           "RESULTS.md). Left and right panels share the rows; the right panel's parts add up to the mean codes' Gaussian "
+           "TC exactly: TC(all) = TC(active) + TC(passive) + I(active; passive).")
+
+penalised = [g for g in groups if g["model"] in ("beta_tcvae", "factor_vae") and g["mean"]["mean"] and g["sampled"]["mean"] is not None]
+lines = []
+for g in penalised:
+    share = g["mean_between"]["mean"] / g["mean"]["mean"] if g["mean_between"]["mean"] is not None else None
+    seeds = f"{len(g['seeds'])} seed{'s' if len(g['seeds']) > 1 else ''}"
+    lines.append(f"- **{charts.short_name(g['label'], dataset)}** ({seeds}): mean codes {g['mean']['mean']:.2f} nats, sampled "
+                 f"codes {g['sampled']['mean']:.2f} nats" + (f"; {share:.0%} of the mean codes' TC lies between active and "
+                                                              "passive latents" if share is not None else "") + ".")
+if lines:
+    st.markdown("**What the zoo shows** (Gaussian TC, mean over seeds):\n" + "\n".join(lines))
+
+st.markdown("**Look closer**")
+links = st.columns(6)
+for column, (title, label) in zip(links, [("Theorem", "The theorem, interactive"), ("Side by side", "Two models side by side"),
+                                          ("Mean vs sampled TC", "One model's codes"), ("Factor disintegration", "Split factors"),
+                                          ("Compare", "Every model, for a paper"), ("Train", "Train your own")], strict=True):
+    column.page_link(pages.PAGE_FILES[title], label=label, icon=pages.PAGES[title][1])
+
+if missing:
+    st.caption(f"Not in the chart yet, no stored evaluation: {', '.join(e.label for e in missing)} "
+               "(`python -m mtc_core evaluate <run>` stores one).")

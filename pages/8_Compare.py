@@ -1,0 +1,91 @@
+"""Compare: one dataset at a time, seeds aggregated per configuration, mean TC against sampled TC; tables and figures
+to download for a paper."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import cache, charts, pages, runs, widgets
+
+pages.through_app()
+
+st.title("Compare models")
+st.caption("Each configuration's TC of the mean codes against the TC of its sampled codes, and every metric on both. From "
+           "a run's stored evaluation (metrics.json) when it has one, else evaluated here once in the background at the "
+           f"app's smaller sizes ({cache.EVAL_SIZES['num_train']:,} training points), which the table says.")
+
+candidates = runs.comparable_runs(("complete", *runs.UNFINISHED))
+if not candidates:
+    st.info(widgets.NO_MODEL)
+    st.stop()
+datasets = list(dict.fromkeys(e.dataset for e in candidates))
+first, second, third = st.columns([2, 2, 3])
+dataset = first.segmented_control("Dataset", datasets, default="shapes2d" if "shapes2d" in datasets else datasets[0],
+                                  key="cmp_dataset", help="One dataset at a time: TCs of different latent sizes and data do "
+                                                          "not belong on one axis.") or datasets[0]
+estimator = second.segmented_control("TC estimator", ["gaussian", "knn"], default="gaussian", key="cmp_estimator",
+                                     format_func={"gaussian": "Gaussian", "knn": "kNN"}.get) or "gaussian"
+with third:
+    widgets.figure_format()
+options = st.columns([3, 2, 2])
+extra = options[0].multiselect("Also include runs that did not finish", list(runs.UNFINISHED), key="cmp_extra",
+                               help="Cancelled, diverged or interrupted runs are left out unless asked for: their codes "
+                                    "are not those of a trained model.")
+mine = options[1].checkbox("Include your runs", value=True, key="cmp_mine")
+per_seed = options[2].checkbox("Show every seed", value=False, key="cmp_per_seed")
+
+entries = [e for e in candidates if e.dataset == dataset and e.status in ("complete", *extra) and (mine or e.source == "zoo")]
+rows, failed, pending = cache.evaluated(entries)
+if pending:
+    st.caption(f"{len(pending)} run(s) without a stored evaluation are being evaluated; they join the chart when done.")
+    widgets.wait(pending[0], key="cmp_wait", wait_s=0.0)
+if failed:
+    with st.expander(f"{len(failed)} run(s) could not be evaluated and are left out", icon=":material/error:"):
+        st.dataframe(pd.DataFrame(failed), hide_index=True, width="stretch")
+if not rows:
+    st.stop()
+
+groups = runs.aggregate(rows)
+widgets.plotly_chart(charts.tc_scatter(groups, estimator, per_seed=per_seed), key="cmp_scatter")
+st.caption("One point per configuration: mean over its seeds, error bars sd over seeds (one seed: the estimate's 95% "
+           "interval). Above the diagonal the mean codes are more correlated than the sampled codes a TC penalty sees. "
+           "Hover a point for its configuration; click a family in the legend to hide it.")
+
+suffix = "" if estimator == "gaussian" else "_knn"
+
+
+def cell(value: dict) -> str:
+    if value["mean"] is None:
+        return "n/a"
+    spread = f" ± {value['sd']:.3f}" if value["sd"] is not None else (
+        f" [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}]" if value["ci"] is not None else "")
+    return f"{value['mean']:.3f}{spread}"
+
+
+summary = pd.DataFrame([{
+    "configuration": charts.short_name(g["label"], dataset), "family": g["family"], "seeds": ", ".join(str(s) for s in g["seeds"]),
+    "TC mean codes": cell(g["mean" + suffix]), "TC sampled codes": cell(g["sampled" + suffix]),
+    "TC mean codes between active and passive (Gaussian)": cell(g["mean_between"]),
+    "recon": f"{g['recon']['mean']:.2f}" + (f" ± {g['recon']['sd']:.2f}" if g["recon"]["sd"] is not None else "")
+    if g["recon"]["mean"] is not None else "n/a",
+} for g in groups])
+st.subheader("Per configuration (mean ± sd over seeds)")
+widgets.table(summary, key="cmp_summary", file_name=f"compare_{dataset}_{estimator}.csv")
+st.subheader("Per run")
+widgets.table(cache.comparison(rows), key="cmp_table", file_name=f"compare_{dataset}_runs.csv")
+
+st.header("Sweeps")
+st.caption("A sweep folder from `python -m mtc_core sweep` under your runs directory: mean and sampled TC against the "
+           "regularisation strength, mean ± sd over seeds (Locatello et al. 2019, Sec. 5.1, for these models).")
+folders = cache.sweep_folders()
+if not folders:
+    st.info("No sweep yet: run e.g. `python -m mtc_core sweep sweeps/toy_demo.yaml` (it writes under runs/sweeps/).")
+    st.stop()
+folder = st.selectbox("Sweep folder", folders, format_func=lambda p: str(p.relative_to(runs.runs_dir())), key="cmp_sweep")
+sweep_table, plot_png = cache.sweep_summary(folder)
+widgets.table(sweep_table, key="cmp_sweep_table", file_name=f"{folder.name}.csv")
+if plot_png is None:
+    st.info("No finished run in this sweep yet.")
+else:
+    st.image(plot_png)
+    st.download_button("TC vs regularisation (PNG)", plot_png, file_name=f"{folder.name}_tc.png", mime="image/png",
+                       key="cmp_sweep_png", icon=":material/download:")

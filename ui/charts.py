@@ -1,0 +1,125 @@
+"""The app's charts over many models (the overview and Compare): aggregated rows from `runs.aggregate` -> plotly
+figures. Layout only: every number drawn is one the rows carry. Labels live in legends and hover text, never as
+text on the plot, so that many models do not overlap into an unreadable block."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mtc_core.figures import MEAN_COLOUR, SAMPLED_COLOUR
+
+FAMILY_COLOURS = {"VAE": "#7f7f7f", "beta-VAE": "#bcbd22", "beta-TCVAE": "#1f77b4", "FactorVAE": "#ff7f0e", "DIP-VAE": "#9467bd",
+                  "RTC-VAE": "#2ca02c"}
+PART_COLOURS = {"mean_between": "#d62728", "mean_active": "#1f77b4", "mean_passive": "#9ecae1"}
+
+
+def _error(value: dict) -> dict:
+    """Error bar of an aggregated value: the sd over seeds, or for one seed the 95% interval of its estimate."""
+    if value["sd"] is not None:
+        return {"type": "data", "array": [value["sd"]], "visible": True}
+    if value["ci"] is not None and value["mean"] is not None:
+        return {"type": "data", "symmetric": False, "array": [max(value["ci"][1] - value["mean"], 0.0)],
+                "arrayminus": [max(value["mean"] - value["ci"][0], 0.0)], "visible": True}
+    return {"visible": False}
+
+
+def _spread(value: dict) -> str:
+    if value["sd"] is not None:
+        return f" ± {value['sd']:.3f} (sd over {len(value['per_seed'])} seeds)"
+    if value["ci"] is not None:
+        return f" [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}] (one seed: 95% interval)"
+    return ""
+
+
+def short_name(label: str, dataset: str | None) -> str:
+    """A configuration label without its dataset (the chart is about one dataset)."""
+    for name in {dataset or "", "Shapes2D", "toy", "squares", "dSprites"} - {""}:
+        label = label.replace(f", {name}", "")
+    return label
+
+
+def tc_story(groups: list[dict], estimator: str = "gaussian") -> go.Figure:
+    """Left: TC of the mean codes against TC of the sampled codes per configuration (mean over seeds, error bars sd, a
+    dot per seed). Right: where the mean codes' Gaussian TC lives: between active and passive latents, among the active,
+    among the passive (stacked; they add up to the total exactly)."""
+    suffix = "" if estimator == "gaussian" else "_knn"
+    names = [short_name(g["label"], g["dataset"]) for g in groups]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.55, 0.45], horizontal_spacing=0.03,
+                        subplot_titles=(f"TC of the codes ({'Gaussian' if estimator == 'gaussian' else 'kNN'} estimate, nats)",
+                                        "Where the mean codes' TC lives (Gaussian, nats)"))
+    for code, colour, title in (("sampled", SAMPLED_COLOUR, "sampled codes z"), ("mean", MEAN_COLOUR, "mean codes mu(x)")):
+        for name, g in zip(names, groups, strict=True):
+            value = g[code + suffix]
+            if value["mean"] is None:
+                continue
+            fig.add_trace(go.Bar(y=[name], x=[value["mean"]], orientation="h", name=title, legendgroup=code, marker_color=colour,
+                                 showlegend=name == names[0], error_x=_error(value), offsetgroup=code,
+                                 hovertemplate=f"{g['label']}<br>{title}: {value['mean']:.3f}{_spread(value)}<extra></extra>"),
+                          row=1, col=1)
+            if len(value["per_seed"]) > 1:
+                fig.add_trace(go.Scatter(y=[name] * len(value["per_seed"]), x=value["per_seed"], mode="markers", legendgroup=code,
+                                         marker={"color": "black", "size": 5, "symbol": "line-ns-open"}, showlegend=False,
+                                         hovertemplate=[f"{g['label']}, seed {s}: %{{x:.3f}}<extra>{title}</extra>" for s in g["seeds"]]),
+                              row=1, col=1)
+    parts = (("mean_between", "between active and passive, I(A; P)"), ("mean_active", "among active latents"),
+             ("mean_passive", "among passive latents"))
+    for key, title in parts:
+        for name, g in zip(names, groups, strict=True):
+            value = g[key]
+            if value["mean"] is None:
+                continue
+            fig.add_trace(go.Bar(y=[name], x=[value["mean"]], orientation="h", name=title, legendgroup=key, marker_color=PART_COLOURS[key],
+                                 showlegend=name == names[0],
+                                 hovertemplate=f"{g['label']}<br>mean codes, {title}: {value['mean']:.3f}{_spread(value)}<extra></extra>"),
+                          row=1, col=2)
+    fig.update_layout(barmode="group", height=110 + 46 * len(groups), margin={"t": 60, "b": 10, "l": 10, "r": 10},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0}, bargap=0.25)
+    fig.update_yaxes(autorange="reversed")
+    return _stack_right(fig)
+
+
+def _stack_right(fig: go.Figure) -> go.Figure:
+    # plotly has one barmode per figure: the right panel's bars get their own offset group and a base, so they stack
+    bases: dict[str, float] = {}
+    for trace in fig.data:
+        if trace.xaxis == "x2" and isinstance(trace, go.Bar):
+            y = trace.y[0]
+            trace.base = [bases.get(y, 0.0)]
+            bases[y] = bases.get(y, 0.0) + trace.x[0]
+            trace.offsetgroup = "parts"
+    return fig
+
+
+def tc_scatter(groups: list[dict], estimator: str = "gaussian", per_seed: bool = False) -> go.Figure:
+    """Mean-code TC (y) against sampled-code TC (x), one point per configuration (mean over seeds, error bars sd), coloured
+    by model family (the legend names them), the configuration in the hover; per-seed points on request. The diagonal:
+    no disparity."""
+    suffix = "" if estimator == "gaussian" else "_knn"
+    fig = go.Figure()
+    top = 0.0
+    shown: set[str] = set()
+    for g in groups:
+        x, y = g["sampled" + suffix], g["mean" + suffix]
+        if x["mean"] is None or y["mean"] is None:
+            continue
+        colour = FAMILY_COLOURS.get(g["family"], "#17becf")
+        top = max(top, x["mean"], y["mean"], *x["per_seed"], *y["per_seed"])
+        fig.add_trace(go.Scatter(
+            x=[x["mean"]], y=[y["mean"]], mode="markers", name=g["family"], legendgroup=g["family"], showlegend=g["family"] not in shown,
+            marker={"color": colour, "size": 12, "line": {"color": "white", "width": 1}}, error_x=_error(x), error_y=_error(y),
+            hovertemplate=(f"<b>{g['label']}</b><br>seeds: {', '.join(str(s) for s in g['seeds'])}<br>"
+                           f"mean codes: {y['mean']:.3f}{_spread(y)}<br>sampled codes: {x['mean']:.3f}{_spread(x)}<extra></extra>")))
+        shown.add(g["family"])
+        if per_seed and len(x["per_seed"]) > 1 and len(x["per_seed"]) == len(y["per_seed"]):
+            fig.add_trace(go.Scatter(x=x["per_seed"], y=y["per_seed"], mode="markers", legendgroup=g["family"], showlegend=False,
+                                     marker={"color": colour, "size": 6, "symbol": "circle-open"},
+                                     hovertemplate=[f"{g['label']}, seed {s}<br>mean %{{y:.3f}}, sampled %{{x:.3f}}<extra></extra>"
+                                                    for s in g["seeds"]]))
+    top = top * 1.08 or 1.0
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="mean TC = sampled TC", line={"dash": "dot", "color": "gray"},
+                             hoverinfo="skip"))
+    label = "Gaussian" if estimator == "gaussian" else "kNN"
+    fig.update_layout(xaxis_title=f"TC of the sampled codes ({label}, nats)", yaxis_title=f"TC of the mean codes ({label}, nats)",
+                      height=520, margin={"t": 30, "b": 10}, legend={"title": "model family"})
+    return fig
