@@ -21,6 +21,7 @@ import yaml
 MAX_POINTS = 100_000  # evaluate --num-train / --num-test: images rendered at once (64x64: 1.6 GB at the limit)
 MAX_SEED = 2**63 - 1
 MAX_MESSAGE = 600  # characters of an error line
+TABLE_FORMATS = (".md", ".markdown", ".txt")  # reproduce --table
 
 
 class UsageError(Exception):
@@ -171,8 +172,7 @@ def cmd_evaluate_codes(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _in_range("--seed", args.seed, 0, MAX_SEED)
     out = args.out or args.codes.with_name(args.codes.stem + ".analysis.json")
-    if out.is_dir() or not out.parent.is_dir():
-        raise UsageError(f"--out {out}: {'is a folder' if out.is_dir() else f'the folder {out.parent} does not exist'}")
+    _check_output(out, "--out", (".json",))
     from mtc_core import analysis, io
 
     codes = codes_file.load_codes(args.codes)
@@ -198,10 +198,12 @@ def image_formats() -> tuple[str, ...]:
 
 
 def _check_output(path: Path, flag: str, extensions: tuple[str, ...]) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
+    """Refuse an output path that cannot be written, before any work is done. The extension must be one of
+    `extensions`, so that a slip of the flag cannot overwrite a data file (`--table weights.safetensors`)."""
     if path.suffix.lower() not in extensions:
-        common = [e for e in (".png", ".gif", ".jpg", ".webp", ".bmp", ".tiff") if e in extensions]
-        raise UsageError(f"{flag} {path}: unknown image file extension {path.suffix or '(none)'!r}; use "
+        common = [e for e in (".png", ".gif", ".jpg", ".webp", ".bmp", ".tiff", *extensions) if e in extensions]
+        common = list(dict.fromkeys(common))[:6]
+        raise UsageError(f"{flag} {path}: unexpected file extension {path.suffix or '(none)'!r}; use "
                          f"{' or '.join(common)}{' (or another that PIL writes)' if len(extensions) > len(common) else ''}")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name")
@@ -313,9 +315,10 @@ def cmd_reproduce(argv: list[str]) -> int:
     _in_range("--num-train", args.num_train, 2, MAX_POINTS)
     _in_range("--num-test", args.num_test, 2, MAX_POINTS)
     _in_range("--seed", args.seed, 0, MAX_SEED)
-    for flag, path in (("--table", args.table), ("--plot", args.plot)):
-        if path is not None and (path.is_dir() or not path.parent.is_dir()):
-            raise UsageError(f"{flag} {path}: {'is a folder' if path.is_dir() else f'the folder {path.parent} does not exist'}")
+    if args.table is not None:
+        _check_output(args.table, "--table", TABLE_FORMATS)
+    if args.plot is not None:
+        _check_output(args.plot, "--plot", (".png",))
     if args.sweep is None:
         return _reproduce_zoo(args, argv)
     from mtc_core import sweep_results

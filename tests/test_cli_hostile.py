@@ -88,8 +88,8 @@ def cases(root: Path) -> list[tuple[list[str], str]]:
         (["evaluate", str(root / "null_metrics"), "--num-train", "200", "--num-test", "100"], "metrics.json: not a JSON object"),
         (["evaluate", str(root / "broken_metrics"), "--num-train", "200", "--num-test", "100"], "metrics.json: not valid JSON"),
         (["traverse", run, "--png", str(root / "no" / "such" / "t.png"), "--gif", gif], "does not exist"),
-        (["traverse", run, "--png", str(root / "t.foo"), "--gif", gif], "unknown image file extension '.foo'"),
-        (["traverse", run, "--png", str(root / "t"), "--gif", gif], "unknown image file extension '(none)'"),
+        (["traverse", run, "--png", str(root / "t.foo"), "--gif", gif], "unexpected file extension '.foo'; use .png or .gif"),
+        (["traverse", run, "--png", str(root / "t"), "--gif", gif], "unexpected file extension '(none)'"),
         (["traverse", run, "--png", png, "--gif", str(root / "t.png")], "--gif"),
         (["traverse", run, "--png", str(root / "dir.png"), "--gif", gif], "is a folder"),
         (["traverse", run, "--png", png, "--gif", gif, "--steps", "100000"], "--steps must be in 2..100"),
@@ -122,6 +122,10 @@ def cases(root: Path) -> list[tuple[list[str], str]]:
         (["reproduce", "--zoo", str(root / "a_file")], "not a folder"),
         (["reproduce", "--zoo", str(root), "--table", str(root / "no" / "R.md")], "does not exist"),
         (["reproduce", "--sweep", str(root / "a_file")], "not a folder"),
+        # an output flag pointed at a data file by a slip is refused by its extension, not overwritten
+        (["reproduce", "--zoo", str(root), "--table", str(root / "run" / io.WEIGHTS)], "--table"),
+        (["reproduce", "--sweep", str(root), "--plot", str(root / "run" / io.CONFIG)], "unexpected file extension '.json'; use .png"),
+        (["evaluate-codes", str(root / "absent.npz"), "--out", str(root / "run" / io.WEIGHTS)], "use .json"),
     ]
 
 
