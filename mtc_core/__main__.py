@@ -351,7 +351,7 @@ def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
                          f"{args.zoo}: no models listed in its index.json")
     table = reproduce.aggregate(rows)
     paths = reproduce.figures(table, args.figures)
-    text = reproduce.markdown(table, settings, ("python -m mtc_core reproduce " + shlex.join(argv)).strip())
+    text = reproduce.markdown(table, settings, ("python -m mtc_core reproduce " + shlex.join(argv)).strip(), rows)
     table_path = args.table or Path("RESULTS.md")
     table_path.write_text(text)
     print("\n".join(reproduce.claims(table)))

@@ -208,7 +208,27 @@ def _cell(row: dict, title: str) -> str:
     return cell(*row[title])
 
 
-def markdown(table: list[dict], settings: dict, command: str) -> str:
+PER_SEED = [("mean codes: Gaussian TC", "mean", "gaussian", None), ("... between active and passive", "mean", "gaussian", "between"),
+            ("sampled codes: Gaussian TC", "sampled", "gaussian", None), ("mean codes: kNN TC", "mean", "knn", None),
+            ("sampled codes: kNN TC", "sampled", "knn", None)]
+
+
+def per_seed_lines(rows: list[dict]) -> list[str]:
+    """One line per zoo model (every seed) with its TCs and 95% intervals, as the app shows them."""
+    from mtc_core.estimators.report import describe
+
+    head = ["model", *[c[0] for c in PER_SEED], "active latents", "MIG mean", "recon"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        ev = row["evaluation"]
+        mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
+        cells = [describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
+        cells += [str(_get(ev, None, ("activity", "active_latents"))), cell(mig, None), cell(recon, None)]
+        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+    return lines
+
+
+def markdown(table: list[dict], settings: dict, command: str, models: list[dict] | None = None) -> str:
     tc_columns = [c[0] for c in COLUMNS if c[2][0] == "tc"] + ["active latents", "recon"]
     metric_columns = [c[0] for c in COLUMNS if c[0] not in tc_columns]
 
@@ -232,6 +252,7 @@ def markdown(table: list[dict], settings: dict, command: str) -> str:
              *rows(tc_columns), "",
              "## Disentanglement metrics", "", *rows(metric_columns), "",
              "## The claims", "", *[f"- {line}" for line in claims(table)], "",
+             *(["## Every model, every seed", "", "Each value with its 95% interval.", "", *per_seed_lines(models), ""] if models else []),
              "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
     return "\n".join(lines)
 

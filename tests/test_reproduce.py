@@ -24,7 +24,9 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
             "--num-train", "300", "--num-test", "200"]
     assert main(argv) == 0
     text = (tmp_path / "R.md").read_text()
-    row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE")]
+    row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE |")]
+    per_seed = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE, seed ")]
+    assert "## Every model, every seed" in text and len(per_seed) == 2 and all(" [" in line for line in per_seed)
     assert len(row) == 2 and all("±" in r for r in row)  # two seeds, one row in each table (TC, metrics), mean ± sd
     assert all(r.startswith("| tiny beta-VAE | 2 |") for r in row)  # the row is labelled without the first seed's number
     assert "## Total correlation" in text and "batches of" in text  # the TC table says how it was estimated

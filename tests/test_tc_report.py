@@ -76,4 +76,6 @@ def test_describe_says_interval_absence_and_noise():
     assert describe(report, "mean", "gaussian") == "1.235 [1.200, 1.300]"
     assert describe(report, "mean", "knn").startswith("-0.020 [-0.050, 0.010] (below 0: estimator noise")
     assert describe(report, "sampled", "gaussian") == "n/a" and describe(None, "mean", "gaussian") == "n/a"
+    report["mean"]["gaussian"]["ci"] = [1.3, 1.4]
+    assert describe(report, "mean", "gaussian").endswith("(interval above the estimate: bootstrap bias near 0)")
     assert value(report, "mean", "gaussian") == 1.23456 and value({}, "mean", "knn") is None

@@ -184,6 +184,9 @@ def describe(report: dict | None, code: str, estimator: str, part: str | None = 
     text = f"{v:.{digits}f}"
     if all(isinstance(c, int | float) and math.isfinite(c) for c in ci):
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    if all(isinstance(c, int | float) for c in ci) and v < ci[0]:
+        # near 0 the bootstrap replicates carry the estimator's upward bias (~D(D - 1) / (4N)) on top of the estimate's
+        text += " (interval above the estimate: bootstrap bias near 0)"
     if v < 0:  # TC >= 0: a negative estimate is the estimator's noise around ~0, said as such
         text += " (below 0: estimator noise; TC >= 0)"
     return text
