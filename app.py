@@ -7,7 +7,8 @@ import streamlit as st
 
 from ui import pages, train_view, widgets
 
-st.set_page_config(page_title="MTC Explorer", page_icon=":material/scatter_plot:", layout="wide")
+# a drawn icon: a :material/...: one makes the browser fetch the favicon from fonts.gstatic.com (the app works offline)
+st.set_page_config(page_title="MTC Explorer", page_icon=widgets.app_icon(), layout="wide")
 
 page = pages.navigation()
 widgets.model_picker()

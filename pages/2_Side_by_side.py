@@ -7,7 +7,7 @@ import streamlit as st
 
 from mtc_core import figures
 from mtc_core.estimators import report
-from ui import cache, pages, runs, widgets
+from ui import cache, charts, pages, runs, widgets
 
 pages.through_app()
 
@@ -56,15 +56,13 @@ if all(results.values()):
                   key="sbs_tc", file_name="side_by_side_tc.csv")
 
 st.subheader("Correlations of the mean and the sampled codes")
-st.caption("Both models on the same -1..1 colour scale. A passive latent copying an active one shows as a strong "
-           "correlation in the mean codes that the sampled codes wash out.")
-columns = st.columns(2, gap="large")
-for column, (name, (path, _, _)) in zip(columns, picked.items(), strict=True):
-    with column:
-        st.markdown(f"**{name}**: {labels[path]}")
-        codes = widgets.wait(cache.codes(path), key=f"sbs_codes_{name}")
-        if codes is not None:
-            widgets.plotly_chart(figures.correlation_heatmaps(codes["mean"], codes["sampled"]), key=f"sbs_heat_{name}")
+st.caption("Both models on one -1..1 colour scale. A passive latent copying an active one shows as a strong "
+           "correlation in the mean codes that the sampled codes wash out. On each model's encoded points (the whole grid, "
+           f"or {cache.NUM_POINTS:,} of it), one draw of the sampled codes; hover for the values.")
+codes = {name: widgets.wait(cache.codes(path), key=f"sbs_codes_{name}") for name, (path, _, _) in picked.items()}
+if all(c is not None for c in codes.values()):
+    panels = {f"{name}: {kind} codes": c[kind] for name, c in codes.items() for kind in ("mean", "sampled")}
+    widgets.plotly_chart(charts.correlation_row(panels), key="sbs_heatmaps")
 
 st.subheader("Traversals")
 seed = st.number_input("Base image (random seed)", min_value=0, max_value=2**31 - 1, value=0, key="sbs_seed")

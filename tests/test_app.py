@@ -236,14 +236,14 @@ def test_side_by_side_shows_two_models_on_one_scale(zoo_dirs):
         assert table.loc["Gaussian, mean codes", column] == report_describe(tc, "mean", "gaussian")
         assert table.loc["kNN, sampled codes", column] == report_describe(tc, "sampled", "knn")
 
-    heatmaps = [spec for spec in plotly_specs(at) if any(t["type"] == "heatmap" and t.get("coloraxis") for t in spec["data"])]
-    correlation = [s for s in heatmaps if s["layout"]["coloraxis"].get("cmin") == -1]
-    assert len(correlation) == 2
-    assert correlation[0]["layout"]["coloraxis"] == correlation[1]["layout"]["coloraxis"]  # one colour scale for A and B
-    model, config = io.load_run(zoo / "beta_tcvae-seed0")
-    dataset = make_dataset(config["dataset"])
-    mu, _ = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
-    np.testing.assert_allclose(array(correlation[0]["data"][0]["z"]), np.corrcoef(mu, rowvar=False), atol=1e-6)
+    (row,) = [spec for spec in plotly_specs(at) if sum(t["type"] == "heatmap" for t in spec["data"]) == 4]
+    assert [t["coloraxis"] for t in row["data"]] == ["coloraxis"] * 4  # A and B, mean and sampled: one colour scale
+    assert (row["layout"]["coloraxis"]["cmin"], row["layout"]["coloraxis"]["cmax"]) == (-1, 1)
+    for panel, folder in ((0, "beta_tcvae-seed0"), (2, "rtc_vae-seed0")):
+        model, config = io.load_run(zoo / folder)
+        dataset = make_dataset(config["dataset"])
+        mu, _ = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
+        np.testing.assert_allclose(array(row["data"][panel]["z"]), np.corrcoef(mu, rowvar=False), atol=1e-6)
     assert len(image_urls(at)) == 2  # both traversals
 
     split = frame(at, "latents (A)")

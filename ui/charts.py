@@ -4,14 +4,15 @@ text on the plot, so that many models do not overlap into an unreadable block.""
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mtc_core.figures import MEAN_COLOUR, SAMPLED_COLOUR
+from mtc_core.figures import MEAN_COLOUR, SAMPLED_COLOUR, correlations
 
 FAMILY_COLOURS = {"VAE": "#7f7f7f", "beta-VAE": "#bcbd22", "beta-TCVAE": "#1f77b4", "FactorVAE": "#ff7f0e", "DIP-VAE": "#9467bd",
                   "RTC-VAE": "#2ca02c"}
-PART_COLOURS = {"mean_between": "#d62728", "mean_active": "#1f77b4", "mean_passive": "#9ecae1"}
+PART_COLOURS = {"mean_between": "#ff7f0e", "mean_active": "#7f7f7f", "mean_passive": "#c7c7c7"}  # not the codes' colours
 
 
 def _error(value: dict) -> dict:
@@ -47,7 +48,7 @@ def tc_story(groups: list[dict], estimator: str = "gaussian") -> go.Figure:
     names = [short_name(g["label"], g["dataset"]) for g in groups]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.55, 0.45], horizontal_spacing=0.03,
                         subplot_titles=(f"TC of the codes ({'Gaussian' if estimator == 'gaussian' else 'kNN'} estimate, nats)",
-                                        "Where the mean codes' TC lives (Gaussian, nats)"))
+                                        "Where the mean codes' TC lives (nats)"))
     for code, colour, title in (("sampled", SAMPLED_COLOUR, "sampled codes z"), ("mean", MEAN_COLOUR, "mean codes mu(x)")):
         for name, g in zip(names, groups, strict=True):
             value = g[code + suffix]
@@ -122,4 +123,19 @@ def tc_scatter(groups: list[dict], estimator: str = "gaussian", per_seed: bool =
     label = "Gaussian" if estimator == "gaussian" else "kNN"
     fig.update_layout(xaxis_title=f"TC of the sampled codes ({label}, nats)", yaxis_title=f"TC of the mean codes ({label}, nats)",
                       height=520, margin={"t": 30, "b": 10}, legend={"title": "model family"})
+    return fig
+
+
+def correlation_row(panels: dict[str, np.ndarray]) -> go.Figure:
+    """Correlation matrices of several sets of codes [N, D] (title -> codes) in one row, on one -1..1 colour scale with
+    one colour bar: two models' mean and sampled codes side by side."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.03)
+    for col, codes in enumerate(panels.values(), start=1):
+        corr = correlations(codes)
+        labels = [f"z{j}" for j in range(corr.shape[0])]
+        fig.add_trace(go.Heatmap(z=corr, x=labels, y=labels, coloraxis="coloraxis", hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", showticklabels=col == 1, row=1, col=col)
+    fig.update_layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -1, "cmax": 1, "colorbar": {"title": "corr"}},
+                      height=360, margin={"t": 50, "b": 10, "l": 10, "r": 10})
     return fig

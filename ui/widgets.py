@@ -33,6 +33,23 @@ def plotly_config(fmt: str | None = None) -> dict:
     return {"displayModeBar": True, "displaylogo": False, "toImageButtonOptions": {"format": fmt, "scale": 2 if fmt == "png" else 1}}
 
 
+@st.cache_resource
+def app_icon():
+    """The tab's icon, drawn here (no network): two clouds of points, a round one (sampled codes) and a thin
+    diagonal one (mean codes), in the charts' colours."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    rng = np.random.default_rng(0)
+    for x, y in rng.normal(32, 9, (40, 2)):
+        draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=figures.SAMPLED_COLOUR)
+    for t in rng.normal(0, 11, 40):
+        x, y = 32 + t + rng.normal(0, 1.5), 32 - t + rng.normal(0, 1.5)
+        draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=figures.MEAN_COLOUR)
+    return picture
+
+
 def model_picker() -> None:
     """The sidebar select box shared by every page: the zoo (by dataset, model, seed), then the user's runs.
     Runs that cannot be opened are listed under it with the reason, and offered nowhere."""
