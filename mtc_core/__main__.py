@@ -21,7 +21,7 @@ import yaml
 MAX_POINTS = 100_000  # evaluate --num-train / --num-test: images rendered at once (64x64: 1.6 GB at the limit)
 MAX_SEED = 2**63 - 1
 MAX_MESSAGE = 600  # characters of an error line
-TABLE_FORMATS = (".md", ".markdown", ".txt")  # reproduce --table
+TABLE_FORMATS = (".md", ".markdown")  # reproduce --table
 
 
 class UsageError(Exception):
