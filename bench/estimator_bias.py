@@ -210,7 +210,8 @@ signal needs the right gradient, not the right value; read as a measurement it i
   codes after subtracting its exact (D - 1) log N offset ({offsets} nats){mws_sign}.
 - Gaussian mean-TC penalty (training signal): {at("penalty mean_tc_gaussian", "B = 64")} on independent codes at
   batch 64, {at("penalty mean_tc_gaussian", "B = 256")} at 256, {at("penalty mean_tc_gaussian", "B = 512")} at 512:
-  the small-sample bias of -1/2 log det of a sample correlation matrix, about D (D - 1) / (4 B) = {small_sample}.
+  it subtracts the expected -1/2 log det R of independent codes at the batch size (`gaussian_tc_null_mean`;
+  about D (D - 1) / (4 B) = {small_sample}), a constant that leaves its gradient as it was.
 - KDE mean-TC penalty (training signal, permuted-copy corrected): {at("penalty mean_tc_kde", "B = 64")} on
   independent codes at batch 64 (sd large: one batch is a noisy reading); on the passive copy (truth
   {CASES[-1].truth["mean"]:.2f}) its bias is {passive_kde} at batch 64 / 256 / 512.
