@@ -456,3 +456,12 @@ def test_wasserstein_correlation_at_extreme_scales():
             gaussian_wasserstein_correlation(cov, normalize=True), rel=1e-12)
     with pytest.raises(ValueError, match="overflows float64"):
         gaussian_wasserstein_correlation(np.full((3, 3), 1.4e308) + np.eye(3) * 1e307)  # the distance itself is beyond float64
+
+
+def test_tc_knn_refuses_fewer_points_than_dimensions_for_its_correction():
+    # the surrogates' correlation matrix was singular: TC_G = inf, and the estimate came back as inf without a word
+    x = np.random.default_rng(0).standard_normal((6, 6))
+    with pytest.raises(ValueError, match="more points than varying dimensions"):
+        tc_knn(x, k=1)
+    assert math.isfinite(tc_knn(x, k=1, references=0))
+    assert math.isfinite(tc_knn(x[:, :5], k=1))

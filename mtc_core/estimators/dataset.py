@@ -254,6 +254,9 @@ def tc_knn(samples, k: int = 3, *, references: int = 2, rng=0) -> float:
     x = x[:, ~np.all(x == x[:1], axis=0)]
     if x.shape[1] < 2:
         return 0.0
+    if references and x.shape[0] <= x.shape[1]:  # the surrogates' sample correlation is singular: TC_G = inf
+        raise ValueError(f"the Gaussian-surrogate bias correction needs more points than varying dimensions (N = {x.shape[0]}, "
+                         f"D = {x.shape[1]}); pass references=0 for plain KSG")
     rng = np.random.default_rng(rng)
     scores = _normal_scores(x, rng)
     estimate = _ksg_tc(scores, k)
