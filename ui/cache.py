@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mtc_core import disintegration, estimators, figures, io, theory, traversal
+from mtc_core import estimators, figures, io, theory, traversal
 from mtc_core.data import GroundTruthDataset, make_dataset
 from mtc_core.models import VAE
 from mtc_core.train import resolve_device
 from ui import background, runs
 
+# mtc_core.disintegration is imported where it is used: it brings mtc_core.metrics and scikit-learn (~1.5 s), which the
+# first page does not need
 NUM_POINTS = 2000  # encoded points behind the analysis pages (the whole grid when the dataset is smaller)
 EVAL_SIZES = {"num_train": 2000, "num_test": 1000, "intervention_points": 100, "dataset_tc_samples": 2000}
 
@@ -210,6 +212,8 @@ def sample_grid(spec: dict, rows: int = 4, cols: int = 8, seed: int = 0) -> byte
 
 @st.cache_data(max_entries=16, show_spinner="Computing mutual information...")
 def _mi(path: str, mtime: int, n: int, seed: int, tau: float) -> dict:
+    from mtc_core import disintegration
+
     c = codes(path, n, seed).value()
     _, config = _load(path, mtime)
     names = list(dataset(config["dataset"]).factor_names)
@@ -219,6 +223,8 @@ def _mi(path: str, mtime: int, n: int, seed: int, tau: float) -> dict:
 
 def _at_tau(stored: dict, tau: float) -> dict:
     """A stored disintegration report re-read at another tau (the MI matrix does not depend on it)."""
+    from mtc_core import disintegration
+
     m = np.asarray(stored["mi_matrix"], dtype=float)
     return {**stored, "latents_per_factor": disintegration.latents_per_factor(m, tau).tolist(), "tau": float(tau),
             "split_ratio": disintegration.split_ratio(m).tolist(), "best_latent": m.argmax(1).tolist()}
@@ -251,7 +257,7 @@ def mig(path: str, n: int = NUM_POINTS, seed: int = 0) -> float | None:
 def synthetic_split(n: int = NUM_POINTS, tau: float = 0.1, seed: int = 0) -> dict:
     """DESIGN 1.3's example: position u in 0..31 coded as (u // 8, u % 8) plus two direct factors;
     its codes, factors, TC (Gaussian, kNN), MIG and disintegration report."""
-    from mtc_core import metrics
+    from mtc_core import disintegration, metrics
 
     codes, factors = disintegration.synthetic_split(n, rng=seed)
     names = ["u (split)", "v1", "v2"]

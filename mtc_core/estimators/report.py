@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from mtc_core.estimators.dataset import tc_dataset, tc_knn, validate_points
 
@@ -68,6 +67,8 @@ def _batch_mean(values: list[float], n: int, batches: int) -> dict:
     mean = float(np.mean(values))
     if len(values) < 2:
         return _value(mean, (math.nan, math.nan), n, batches=len(values))
+    from scipy import stats  # here, not at the top: importing scipy.stats costs the app's first page ~0.5-1 s
+
     half = stats.t.ppf(0.975, len(values) - 1) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
     return _value(mean, (mean - half, mean + half), n, batches=len(values))
 
