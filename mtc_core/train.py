@@ -169,7 +169,10 @@ def eval_record(model: VAE, x: torch.Tensor) -> dict[str, Any]:
 
 
 def batch_gaussian_tc(codes: np.ndarray) -> float | None:
-    """Gaussian TC of codes [B, D] over their non-constant latents; None when fewer than two vary."""
+    """Gaussian TC of codes [B, D] over their non-constant latents; None when fewer than two vary, or when the codes
+    are not finite (a run diverging at an eval step: the next step's loss check stops it as "diverged")."""
+    if not np.isfinite(codes).all():
+        return None
     kept, _ = drop_constant_dims(codes)
     if kept.shape[1] < 2:
         return None

@@ -122,3 +122,22 @@ def test_trainings_in_parallel_threads_stay_reproducible(tmp_path, tiny_config):
     for i, c in enumerate(configs):
         train(c, tmp_path / f"seq{i}")
         assert io.read_history(tmp_path / f"par{i}") == io.read_history(tmp_path / f"seq{i}")
+
+
+def test_batch_gaussian_tc_of_the_history_record():
+    import numpy as np
+
+    from mtc_core.estimators import gaussian_tc
+    from mtc_core.train import batch_gaussian_tc, history_tc
+
+    codes = np.random.default_rng(0).standard_normal((200, 3))
+    codes[:, 2] += codes[:, 0]
+    assert batch_gaussian_tc(codes) == gaussian_tc(np.cov(codes, rowvar=False))
+    codes[:, 1] = 4.0  # a constant latent is left out: the TC of the other two
+    assert batch_gaussian_tc(codes) == gaussian_tc(np.cov(codes[:, [0, 2]], rowvar=False))
+    assert batch_gaussian_tc(codes[:, :2]) is None  # one latent varies: no TC
+    assert batch_gaussian_tc(np.full((10, 3), np.nan)) is None  # a diverging run: no value, not an error
+    # an old history record's tc_mean is the same Gaussian TC of the means; its tc_sampled (minibatch MSS) is not read
+    assert history_tc({"tc_mean": 0.5, "tc_sampled": -2.0}, "mean") == 0.5
+    assert history_tc({"tc_mean": 0.5, "tc_sampled": -2.0}, "sampled") is None
+    assert history_tc({"tc_gaussian_mean": 0.4, "tc_gaussian_sampled": 0.1}, "sampled") == 0.1
