@@ -189,7 +189,8 @@ def claims(table: list[dict]) -> list[str]:
                 ratio = p[mean_tc][0] / max(r[mean_tc][0], 1e-12)
                 recon_change = r["recon"][0] / p["recon"][0] - 1
                 ok &= ratio >= 2 and recon_change <= 0.10  # a lower reconstruction error is no obstacle
-                part = f"vs {p['label']}: mean TC {p[mean_tc][0]:.3f} -> {r[mean_tc][0]:.3f} ({ratio:.1f}x lower), reconstruction {recon_change:+.0%}"
+                change = (f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.1f}x higher" if ratio > 0 else "higher")
+                part = f"vs {p['label']}: mean TC {p[mean_tc][0]:.3f} -> {r[mean_tc][0]:.3f} ({change}), reconstruction {recon_change:+.0%}"
                 worst = _worst_pair(r, p, mean_tc)
                 if worst is not None and r["seeds"] * p["seeds"] > 1:
                     part += f" (worst pair of seeds: {worst[0]:.1f}x, {worst[1]:+.0%})"

@@ -89,3 +89,6 @@ def test_claim_two_reports_the_worst_pair_of_seeds():
     # means: 0.8 / 0.2 = 4.0x, 97 / 95 - 1 = +2%; worst pair: 0.6 / 0.3 = 2.0x, 99 / 90 - 1 = +10%
     assert "vs tcvae: mean TC 0.800 -> 0.200 (4.0x lower), reconstruction +2% (worst pair of seeds: 2.0x, +10%)" in line
     assert "vs fvae: mean TC 2.000 -> 0.200 (10.0x lower), reconstruction -3% (worst pair of seeds: 6.7x, -1%)" in line
+    worse = reproduce.claims([row("tcvae", "beta_tcvae", [0.1], [100.0]), row("rtc", "rtc_vae", [0.4], [100.0])])[-1]
+    assert "mean TC 0.100 -> 0.400 (4.0x higher)" in worse and worse.endswith("does not hold (criterion: >= 2x lower mean TC and "
+                                                                                 "a reconstruction error at most 10% above theirs, against both).")
