@@ -53,6 +53,9 @@ if result is not None:
                "that beta-TCVAE and RTC-VAE optimise are training signals, biased when the batch is far smaller than the "
                "dataset (MSS reads negative), so they are not shown; `docs/estimators.md` gives every estimator's bias at "
                "the sizes used.")
+    st.caption("The dataset Monte-Carlo estimate is the TC of the mixture of the N posteriors, which reads above the "
+               "TC of q(z) at finite N: +0.34 nats at N = 2,000 and +0.12 at N = 10,000 on independent codes with "
+               "posterior variance 0.5 (`docs/estimators.md`), more where posteriors are narrow.")
     if mc and mc.get("converged") is False:
         st.caption(f"The dataset Monte-Carlo estimate still changes with N (on half the points: {mc['half_n']:.3f}): "
                    "where posteriors are narrow next to the spacing of the points, the N-point mixture is spikier than "

@@ -45,5 +45,8 @@ check = pd.DataFrame({
     f"kNN on {mc['knn_points']} samples": [mc["mean_tc_knn"], mc["sampled_tc_knn"]],
 })
 widgets.table(check, key="thm_table", file_name="theorem_check.csv")
+if min(mc["mean_tc_knn"], mc["sampled_tc_knn"]) < 0:
+    st.caption("A kNN value below 0 is the estimator's noise around a TC near 0 (TC itself is never negative; "
+               "`docs/estimators.md` gives its spread at these sizes).")
 st.caption(f"{n} samples; the Gaussian estimate agrees with the closed form to "
            f"{max(abs(mc['mean_tc_gaussian'] - mc['mean_tc']), abs(mc['sampled_tc_gaussian'] - mc['sampled_tc'])):.3f} nats.")
