@@ -34,20 +34,8 @@ if result is not None:
     if len(tc["active"]) + len(tc["passive"]) < 2:
         st.warning("Fewer than two mean latents vary: total correlation is not defined for this model.")
         st.stop()
-    knn = tc["mean"].get("knn", {})
     mc = tc["sampled"].get("dataset_mc", {})
-    table = pd.DataFrame([
-        {"estimator": "Gaussian, -1/2 log det R", "mean codes": report.describe(tc, "mean", "gaussian"),
-         "sampled codes": report.describe(tc, "sampled", "gaussian"), "points": f"{settings['n']:,}",
-         "95% interval": f"bootstrap over points ({settings['bootstrap']} resamples)"},
-        {"estimator": "kNN (KSG, Gaussian-reference corrected)", "mean codes": report.describe(tc, "mean", "knn"),
-         "sampled codes": report.describe(tc, "sampled", "knn"),
-         "points": f"{knn.get('batches', 0)} batches of {knn.get('n', 0):,} distinct", "95% interval": "t interval over the batches"},
-        {"estimator": "dataset Monte-Carlo (mixture of the N posteriors)", "mean codes": "needs a posterior",
-         "sampled codes": report.describe(tc, "sampled", "dataset_mc"), "points": f"{settings['n']:,} ({mc.get('samples', 0):,} samples)",
-         "95% interval": "t interval over 5 repeats"},
-    ])
-    widgets.table(table, key="mvs_tc", file_name="tc_estimates.csv")
+    widgets.table(widgets.tc_estimates(tc), key="mvs_tc", file_name="tc_estimates.csv")
     st.caption(f"From {source}. Mean and sampled codes are scored by the same estimator on the same points. The Gaussian "
                "formula sees only linear dependence; kNN also sees nonlinear dependence. The minibatch estimators (MSS, MWS) "
                "that beta-TCVAE and RTC-VAE optimise are training signals, biased when the batch is far smaller than the "

@@ -117,19 +117,6 @@ def read_kept(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def tc_table(tc: dict) -> pd.DataFrame:
-    knn = tc["mean"].get("knn", {})
-    mc = tc["sampled"].get("dataset_mc", {})
-    return pd.DataFrame([
-        {"estimator": "Gaussian, -1/2 log det R", "mean codes": report.describe(tc, "mean", "gaussian"),
-         "sampled codes": report.describe(tc, "sampled", "gaussian"), "points": f"{tc['settings']['n']:,}"},
-        {"estimator": "kNN (KSG, Gaussian-reference corrected)", "mean codes": report.describe(tc, "mean", "knn"),
-         "sampled codes": report.describe(tc, "sampled", "knn"), "points": f"{knn.get('batches', 0)} batches of {knn.get('n', 0):,}"},
-        {"estimator": "dataset Monte-Carlo (mixture of the N posteriors)", "mean codes": "needs a posterior",
-         "sampled codes": report.describe(tc, "sampled", "dataset_mc"), "points": f"{mc.get('n', 0):,}"},
-    ])
-
-
 def split_table(tc: dict, bound: dict) -> pd.DataFrame:
     parts = {"all": "all latents", "active": "among active latents", "passive": "among passive latents",
              "between": "between active and passive, I(A; P)"}
@@ -171,7 +158,7 @@ def show(result: dict, points: dict[str, np.ndarray], factor_names: tuple[str, .
     if len(tc["active"]) + len(tc["passive"]) < 2:
         st.warning("Fewer than two mean latents vary: total correlation is not defined for these codes.")
     else:
-        widgets.table(tc_table(tc), key=f"{key}_tc", file_name="tc_estimates.csv")
+        widgets.table(widgets.tc_estimates(tc), key=f"{key}_tc", file_name="tc_estimates.csv")
         st.markdown(f"Active latents (Var mu_j > {tc['settings']['active_threshold']}): "
                     f"{', '.join(f'z{j}' for j in tc['active']) or 'none'}; passive: {', '.join(f'z{j}' for j in tc['passive']) or 'none'}.")
         widgets.table(split_table(tc, result["sampled_tc_bound"]), key=f"{key}_split", file_name="tc_split.csv")

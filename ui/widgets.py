@@ -16,6 +16,7 @@ import streamlit as st
 
 from mtc_core import figures, io
 from mtc_core.data import GroundTruthDataset
+from mtc_core.estimators import report
 from mtc_core.models import VAE
 from ui import background, cache, runs
 
@@ -225,3 +226,22 @@ def latent_pair(dim: int, default: tuple[int, int], key: str) -> tuple[int, int]
     i = left.selectbox("Latent on x", range(dim), index=default[0], format_func=lambda j: f"z{j}", key=f"{key}_i")
     j = right.selectbox("Latent on y", range(dim), index=default[1], format_func=lambda j: f"z{j}", key=f"{key}_j")
     return i, j
+
+
+def tc_estimates(tc: dict) -> pd.DataFrame:
+    """The TC report as a table: one estimator per row, mean and sampled codes side by side, each value with its 95%
+    interval, the points it rests on and how the interval was made (Mean vs sampled, Your codes)."""
+    settings = tc["settings"]
+    knn = tc["mean"].get("knn", {})
+    mc = tc["sampled"].get("dataset_mc", {})
+    return pd.DataFrame([
+        {"estimator": "Gaussian, -1/2 log det R", "mean codes": report.describe(tc, "mean", "gaussian"),
+         "sampled codes": report.describe(tc, "sampled", "gaussian"), "points": f"{settings['n']:,}",
+         "95% interval": f"bootstrap over points ({settings['bootstrap']} resamples)"},
+        {"estimator": "kNN (KSG, Gaussian-reference corrected)", "mean codes": report.describe(tc, "mean", "knn"),
+         "sampled codes": report.describe(tc, "sampled", "knn"),
+         "points": f"{knn.get('batches', 0)} batches of {knn.get('n', 0):,} distinct", "95% interval": "t interval over the batches"},
+        {"estimator": "dataset Monte-Carlo (mixture of the N posteriors)", "mean codes": "needs a posterior",
+         "sampled codes": report.describe(tc, "sampled", "dataset_mc"), "points": f"{settings['n']:,} ({mc.get('samples', 0):,} samples)",
+         "95% interval": f"t interval over {mc.get('batches', 0)} repeats"},
+    ])
