@@ -13,6 +13,6 @@ st.set_page_config(page_title="MTC Explorer", page_icon=widgets.app_icon(), layo
 page = pages.navigation()
 widgets.model_picker()
 widgets.device_badge()
-train_view.sidebar_status()
+train_view.sidebar_status(live=page.title != "Train")
 with pages.frame():
     page.run()

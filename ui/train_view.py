@@ -163,55 +163,72 @@ def interrupted_panel() -> None:
                          icon=":material/play_arrow:")
 
 
+# Redraw intervals while a training runs: its step counter, its loss and TC curves, the sidebar's line. Each redraw is a
+# Streamlit rerun (~70 ms of the server's CPU even for one line, measured) and a browser repaint, taken from a training
+# that on a small machine needs every core it can get.
+STATUS_S, CURVES_S, SIDEBAR_S = 2.0, 10.0, 5.0
+
+
 def progress_panel() -> None:
     """Every training of this server, whoever started it: running and queued ones with live progress and Cancel, then
-    the latest finished ones. Redrawn every second while one of them is still going."""
-    active = any(not job.done for job in training.jobs())
-    if training.jobs():
-        st.subheader("Trainings on this server")
-        st.fragment(_draw_jobs, run_every=1.0 if active else None)(active)
-
-
-def _draw_jobs(was_active: bool) -> None:
+    the latest finished ones. While one is going its status is redrawn every STATUS_S and its curves every CURVES_S
+    (see there for why not more often)."""
     jobs = training.jobs()
-    going = [j for j in reversed(jobs) if not j.done]
-    finished = [j for j in reversed(jobs) if j.done][:SHOWN]
-    mine = set(st.session_state.get(JOBS_KEY, []))
-    for job in going + finished:
-        p = job.progress()
-        with st.container(border=True):
-            who = "you" if job.id in mine else "another session"
-            st.markdown(f"**{job.title}**, {p.total} steps (started by {who}): *{p.state}*")
-            if p.state == "queued":
-                running, queued = training.server_load()
-                st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
-                           f"this one is number {p.queue_position} in the queue and starts when a slot frees.")
-            speed = f" · {p.steps_per_s:.1f} steps/s" if p.steps_per_s else ""
-            st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s{speed}")
-            if p.history and not job.done:
-                widgets.plotly_chart(figures.training_curves(p.history), key=f"train_curves_{job.id}")
-            if not job.done:
-                st.button("Cancel", key=f"train_cancel_{job.id}", on_click=job.cancel.set, icon=":material/stop:")
-            elif p.state == "failed":
-                st.error(f"Training failed: {p.message}")
-            elif p.run_dir is not None:
-                st.success(f"Saved to `{p.run_dir}` ({p.state}{': ' + p.message if p.message else ''}); "
-                           "it is in the sidebar's model picker.")
+    if not jobs:
+        return
     announced = st.session_state.setdefault(ANNOUNCED_KEY, set())
     done_mine = [job for job in session_jobs() if job.done and job.run_dir is not None and job.id not in announced]
     if done_mine:
         announced.update(job.id for job in done_mine)
         st.session_state[widgets.PENDING_KEY] = str(done_mine[-1].run_dir)
         st.rerun(scope="app")  # redraw the sidebar so the new run is in the picker, selected
-    if was_active and not going:
-        st.rerun(scope="app")  # the last one finished: redraw the page without the timer
+    st.subheader("Trainings on this server")
+    going = [j for j in reversed(jobs) if not j.done]
+    mine = set(st.session_state.get(JOBS_KEY, []))
+    for job in going + [j for j in reversed(jobs) if j.done][:SHOWN]:
+        with st.container(border=True):
+            who = "you" if job.id in mine else "another session"
+            if job.done:
+                _status(job.id, who, ())
+                continue
+            st.fragment(_status, run_every=STATUS_S)(job.id, who, tuple(j.id for j in going))
+            st.fragment(_curves, run_every=CURVES_S)(job.id)
 
 
-def sidebar_status() -> None:
-    """One line per running or queued training of this server, on every page, refreshed every 2 s while one runs."""
+def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
+    """One job's state, progress and Cancel; a full redraw once it ends or another job starts on the server."""
+    job = training.find(job_id)
+    if going and (job.done or tuple(j.id for j in reversed(training.jobs()) if not j.done) != going):
+        st.rerun(scope="app")
+    p = job.progress()
+    st.markdown(f"**{job.title}**, {p.total} steps (started by {who}): *{p.state}*")
+    if p.state == "queued":
+        running, queued = training.server_load()
+        st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
+                   f"this one is number {p.queue_position} in the queue and starts when a slot frees.")
+    speed = f" · {p.steps_per_s:.1f} steps/s" if p.steps_per_s else ""
+    st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s{speed}")
+    if not job.done:
+        st.button("Cancel", key=f"train_cancel_{job.id}", on_click=job.cancel.set, icon=":material/stop:")
+    elif p.state == "failed":
+        st.error(f"Training failed: {p.message}")
+    elif p.run_dir is not None:
+        st.success(f"Saved to `{p.run_dir}` ({p.state}{': ' + p.message if p.message else ''}); "
+                   "it is in the sidebar's model picker.")
+
+
+def _curves(job_id: str) -> None:
+    history = training.find(job_id).progress().history
+    if history:
+        widgets.plotly_chart(figures.training_curves(history), key=f"train_curves_{job_id}")
+
+
+def sidebar_status(live: bool = True) -> None:
+    """One line per running or queued training of this server, on every page; refreshed every SIDEBAR_S while one runs
+    when `live` (the Train page, whose panel shows the same, draws it once)."""
     if any(not job.done for job in training.jobs()):
         with st.sidebar:
-            st.fragment(_sidebar_lines, run_every=2.0)()
+            st.fragment(_sidebar_lines, run_every=SIDEBAR_S if live else None)()
 
 
 def _sidebar_lines() -> None:

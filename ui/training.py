@@ -1,17 +1,20 @@
 """Background trainings for the app (DESIGN 2.6); no streamlit here.
 
 A page script is rerun, and interrupted, by every widget interaction, so a training
-cannot live inside it. Each training is a `TrainingJob`: a worker thread with its own
-run directory, a cancel Event and progress state filled by a trainer `Callback`.
-The jobs belong to the server process, not to a browser tab: `jobs()` lists every
+cannot live inside it. Each training is a `TrainingJob`: a worker thread that runs
+`mtc_core.train` in a process of its own (its own interpreter: the app's threads cannot
+slow it through the GIL, nor it the pages) and mirrors its progress (step, history
+records, end) into the job; Cancel stops it at the next step, and it saves as the CLI
+does. The jobs belong to the server process, not to a browser tab: `jobs()` lists every
 job this server started, so any session (a reload, a second tab) sees their progress
 and can cancel them. At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, default 2)
 train at once; the rest wait in a FIFO queue and can be cancelled while they wait.
 
-A worker trains with `TRAIN_THREADS` torch threads (env MTC_TRAIN_THREADS, default 1;
-torch's thread count is per thread, so pages keep theirs): the pages stay responsive
-while a training runs. A run whose process died (config.json still says "running", no
-job of this server writes it) is resumed exactly from its last checkpoint by `resume`.
+A training process uses `TRAIN_THREADS` torch threads (env MTC_TRAIN_THREADS; default: the
+cores but one, shared by the trainings that may run at once, 1 on a 2-core machine), so that
+the pages keep a core, and dies with the server. A run
+whose process died (config.json still says "running", no job of this server writes it)
+is resumed exactly from its last checkpoint by `resume`.
 
 Each run draws its noise from its own seeded generator (mtc_core.train), so two
 trainings side by side give the same runs as the same trainings one after another.
@@ -23,6 +26,9 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,8 +39,11 @@ from typing import Any
 from mtc_core import io
 from mtc_core.train import Callback, TrainConfig, train
 
+REPO = Path(__file__).resolve().parent.parent
 MAX_CONCURRENT = max(1, int(os.environ.get("MTC_MAX_TRAININGS", "2")))
-TRAIN_THREADS = max(1, int(os.environ.get("MTC_TRAIN_THREADS", "1")))
+# torch threads per training: the cores but one, shared by the trainings that may run at once (1 on a 2-core machine),
+# so that the pages keep a core; more threads than cores slow every one of them down
+TRAIN_THREADS = max(1, int(os.environ.get("MTC_TRAIN_THREADS", "0")) or ((os.cpu_count() or 2) - 1) // MAX_CONCURRENT)
 DONE = ("complete", "cancelled", "diverged", "failed")
 
 _cond = threading.Condition()
@@ -102,36 +111,113 @@ class TrainingJob:
             if not _wait_for_slot(self):
                 self.state, self.message = "cancelled", "cancelled while queued; nothing was trained"
                 return
+            outcome = ("failed", "the training did not start")
             try:
                 self.started, self.state = time.time(), "running"
                 self.run_dir = self.resume_dir or io.new_run_dir(self.root, self.label)
                 command = _stored_command(self.run_dir) if self.resume_dir else cli_command(self.config, self.run_dir)
-                train(self.config, self.run_dir, callbacks=[_JobCallback(self)], cancel=self.cancel, command=command,
-                      resume=self.resume_dir is not None)
+                outcome = self._follow(command)
             finally:
                 _release_slot(self)
+                self.state, self.message = outcome  # done only once its slot is free
         except Exception as error:  # the worker must report, never die silently
             self.state, self.message = "failed", f"{type(error).__name__}: {error}"
         finally:
             self.finished = time.time()
 
+    def _follow(self, command: str) -> tuple[str, str]:
+        """Run the training in its own process and mirror its events into this job until it ends; (state, message)."""
+        request = {"config": dataclasses.asdict(self.config), "run_dir": str(self.run_dir), "command": command,
+                   "resume": self.resume_dir is not None}
+        # `python -m ui.training`, not multiprocessing: a spawned child would re-run the parent's __main__, which under
+        # Streamlit is app.py
+        process = subprocess.Popen([sys.executable, "-m", "ui.training"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True, bufsize=1, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                       [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
+        process.stdin.write(json.dumps(request) + "\n")
+        process.stdin.flush()
+        threading.Thread(target=_forward_cancel, args=(self.cancel, process), daemon=True).start()
+        outcome = None
+        for line in process.stdout:
+            kind, payload = json.loads(line)
+            if kind == "start":
+                self.step = self.start_step = payload
+                self.started = time.time()  # the speed counts training steps, not loading or resuming
+            elif kind == "step":
+                self.step = payload
+            elif kind == "eval":
+                self._record(payload)
+            elif kind == "end":
+                self.step, message, state = payload
+                outcome = (state, message)
+            else:  # "error"
+                outcome = ("failed", payload)
+        process.wait()
+        return outcome or ("failed", f"the training process ended without a word (exit code {process.returncode})")
 
-class _JobCallback(Callback):
-    def __init__(self, job: TrainingJob):
-        self.job = job
+
+def _forward_cancel(cancel: threading.Event, process: subprocess.Popen) -> None:
+    """Tell the training process when the job is cancelled (it stops at the next step and saves)."""
+    while process.poll() is None:
+        if cancel.wait(timeout=0.2):
+            try:
+                process.stdin.write("cancel\n")
+                process.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+            return
+
+
+class _ProcessCallback(Callback):
+    """Inside the training process: progress to the app's job as JSON lines on stdout (steps at most every 0.2 s)."""
+
+    def __init__(self):
+        self.last = 0.0
+
+    @staticmethod
+    def say(kind: str, payload: Any) -> None:
+        print(json.dumps([kind, payload]), flush=True)
 
     def on_start(self, *, run_dir, config, start_step):
-        self.job.step = self.job.start_step = start_step
-        self.job.started = time.time()  # the speed counts training steps, not loading or resuming
+        self.say("start", start_step)
 
     def on_step(self, *, step, logs):
-        self.job.step = step
+        now = time.monotonic()
+        if now - self.last >= 0.2:
+            self.say("step", step)
+            self.last = now
 
     def on_eval(self, *, step, record):
-        self.job._record(record)
+        self.say("eval", record)
 
     def on_end(self, *, status, message, step, run_dir):
-        self.job.step, self.job.message, self.job.state = step, message, status
+        self.say("end", (step, message, status))
+
+
+def _train_process() -> None:
+    """`python -m ui.training`: the training process. Reads its request (one JSON line) from stdin, trains with
+    mtc_core.train, reports on stdout, stops on a "cancel" line. It dies with the app (Linux PR_SET_PDEATHSIG),
+    leaving its run as a killed process leaves it: running, to resume from its last checkpoint."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    request = json.loads(sys.stdin.readline())
+    cancel = threading.Event()
+
+    def listen() -> None:
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                cancel.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    try:
+        train(TrainConfig.from_dict(request["config"]), request["run_dir"], callbacks=[_ProcessCallback()], cancel=cancel,
+              command=request["command"], resume=request["resume"])
+    except Exception as error:  # reported to the app's job; the process then ends
+        _ProcessCallback.say("error", f"{type(error).__name__}: {error}")
 
 
 def _wait_for_slot(job: TrainingJob) -> bool:
@@ -232,3 +318,7 @@ def cli_command(config: TrainConfig, run_dir: Path) -> str:
     for key, value in config.model_params.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return "python -m mtc_core train " + shlex.join(args)
+
+
+if __name__ == "__main__":
+    _train_process()

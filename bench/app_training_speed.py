@@ -1,0 +1,121 @@
+"""In-app training speed against the CLI, side by side in one run, on the same model and machine.
+
+The app side is what a user does: `streamlit run app.py`, the Train page open in Chromium (its progress panel redrawn
+every second), the form's defaults for the toy beta-TCVAE with `--steps` steps, Start. The CLI side runs the exact
+command the app stored in the run's config.json (`python -m mtc_core train ...`, same model, data, batch, evaluation
+and checkpoint settings) into another folder, once with the app's 1 torch thread and once with torch's default
+threads (`--num-threads 0`), what a user typing the command gets. Both rates are the trainer's loop (metrics.json
+`training.steps_per_s`: evaluations and checkpoints included, set-up excluded). The three alternate for `--rounds`
+rounds and the medians are compared, so a load that drifts hits all alike.
+
+Responsiveness (after the speed rounds, in three more trainings): while the app trains, a second tab opens the Theorem
+page; its time to a finished script run is compared with the same page on the idle server (issue 12: 8 s instead of
+0.6 s with two trainings, before trainings had their own process). Both include the browser loading the page.
+
+    python bench/app_training_speed.py --steps 600 --rounds 3
+Goal: in-app >= 0.8x the CLI's steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.app_server import ROOT, app_server, chromium, settled  # noqa: E402
+from mtc_core import io  # noqa: E402
+
+GOAL = 0.8
+
+
+def app_run(browser, url: str, runs: Path, steps: int, probe: bool) -> tuple[Path, float | None]:
+    """Train from the Train page; returns (run dir, seconds to render the Theorem page in a second tab meanwhile)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(600_000)
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    page.goto(f"{url}/Train")
+    page.get_by_role("heading", name="Train a model").wait_for()
+    settled(page)
+    page.get_by_label("steps", exact=True).fill(str(steps))
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_role("button", name=re.compile("Cancel")).wait_for()
+    busy = None
+    if probe:
+        page.wait_for_timeout(3000)  # training under way
+        busy = page_time(browser, f"{url}/Theorem")
+    (run,) = set(runs.iterdir()) - before
+    while not (run / io.METRICS).is_file() or io.read_json(run / io.CONFIG).get("status") == "running":
+        page.wait_for_timeout(500)  # the page stays open, redrawing its progress, as a user watching would have it
+    page.close()
+    return run, busy
+
+
+def page_time(browser, url: str) -> float:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    start = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("heading", name="Mean TC unbounded, sampled TC bounded").wait_for(timeout=300_000)
+    settled(page)
+    elapsed = time.perf_counter() - start - 0.6  # settled() waits 2 x 0.3 s of quiet
+    page.close()
+    return elapsed
+
+
+def cli_run(command: str, out: Path, threads: int) -> float:
+    args = shlex.split(command)[3:]  # after "python -m mtc_core"
+    args[args.index("--out") + 1] = str(out)
+    args[args.index("--num-threads") + 1] = str(threads)
+    subprocess.run([sys.executable, "-m", "mtc_core", *args], cwd=ROOT, check=True, capture_output=True)
+    return speed(out)
+
+
+def speed(run: Path) -> float:
+    return io.read_json(run / io.METRICS)["training"]["steps_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {"app": [], "cli1": [], "cli0": []}
+    with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
+        tmp = Path(tmp)
+        (tmp / "zoo").mkdir()
+        with app_server(tmp / "zoo", tmp / "runs", tmp / "server.log") as url:
+            page_time(browser, f"{url}/Theorem")  # first run of the server process: imports
+            idle = statistics.median(page_time(browser, f"{url}/Theorem") for _ in range(3))
+            for r in range(args.rounds):
+                run, _ = app_run(browser, url, tmp / "runs", args.steps, probe=False)
+                results["app"].append(speed(run))
+                command = io.read_json(run / io.CONFIG)["command"]
+                results["cli1"].append(cli_run(command, tmp / f"cli1-{r}", 1))
+                results["cli0"].append(cli_run(command, tmp / f"cli0-{r}", 0))
+                print(f"round {r + 1}: app {results['app'][-1]:.1f}, CLI 1 thread {results['cli1'][-1]:.1f}, "
+                      f"CLI default threads {results['cli0'][-1]:.1f} steps/s", file=sys.stderr)
+            # responsiveness apart from the speed rounds: the probe's page load takes CPU from the training it watches
+            busy = [app_run(browser, url, tmp / "runs", args.steps, probe=True)[1] for _ in range(3)]
+    medians = {k: statistics.median(v) for k, v in results.items()}
+    print(f"{platform.processor() or platform.machine()}, {args.steps} steps of the Train page's toy beta-TCVAE defaults, "
+          f"{args.rounds} rounds, medians; command: {command.split(' --out')[0]} ...\n")
+    print("| loop | steps/s | in-app / this |")
+    print("|---|---|---|")
+    print(f"| in-app (Train page open in Chromium, 1 torch thread) | {medians['app']:.1f} | 1.00 |")
+    for key, title in (("cli1", "CLI, same command (1 torch thread)"), ("cli0", "CLI, torch's default threads")):
+        ratio = medians["app"] / medians[key]
+        print(f"| {title} | {medians[key]:.1f} | {ratio:.2f} ({'met' if ratio >= GOAL else 'MISSED'} >= {GOAL}) |")
+    print(f"\nTheorem page in a second tab (request to finished script run): idle server {idle:.2f} s, "
+          f"during a training {statistics.median(busy):.2f} s (median of {len(busy)})")
+
+
+if __name__ == "__main__":
+    main()
