@@ -156,21 +156,6 @@ def mi_heatmaps(panels: dict[str, np.ndarray], factor_names: list[str]) -> go.Fi
     return fig
 
 
-def tc_disparity_scatter(mean_tc: list[float], sampled_tc: list[float], labels: list[str]) -> go.Figure:
-    """Mean TC against sampled TC, one point per model, with the no-disparity diagonal."""
-    finite = [v for v in [*mean_tc, *sampled_tc] if v is not None and np.isfinite(v)]
-    top = max(finite, default=1.0) * 1.1 or 1.0
-    fig = go.Figure([
-        go.Scatter(x=[0, top], y=[0, top], mode="lines", name="no disparity (mean = sampled)",
-                   line={"color": "grey", "dash": "dash"}),
-        go.Scatter(x=sampled_tc, y=mean_tc, mode="markers+text", text=labels, textposition="top center", name="models",
-                   marker={"size": 10, "color": MEAN_COLOUR}),
-    ])
-    fig.update_layout(xaxis_title="TC of sampled codes (nats)", yaxis_title="TC of mean codes (nats)", height=460,
-                      margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": 1.1})
-    return fig
-
-
 def training_curves(history: list[dict]) -> go.Figure:
     """The training loss (left), its reconstruction and KL terms (middle) and the TC of the mean vs the sampled codes
     (right) against the step, from history records.
