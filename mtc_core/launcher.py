@@ -1,6 +1,6 @@
 """The `mtc` console script: `mtc app` starts the explorer; every other command is `python -m mtc_core`'s.
 
-The explorer (app.py, app_pages/, ui/) and the shipped zoo (pretrained/) live in the repository, not in the
+The explorer (app.py, pages/, ui/) and the shipped zoo (pretrained/) live in the repository, not in the
 installed package: `mtc app` runs the checkout's app.py, found from `--repo`, else from the current folder or one of
 its parents, else next to this package (an editable install). Without a checkout it says so and exits 2.
 """

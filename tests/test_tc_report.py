@@ -79,3 +79,7 @@ def test_describe_says_interval_absence_and_noise():
     report["mean"]["gaussian"]["ci"] = [1.3, 1.4]
     assert describe(report, "mean", "gaussian").endswith("(interval above the estimate: bootstrap bias near 0)")
     assert value(report, "mean", "gaussian") == 1.23456 and value({}, "mean", "knn") is None
+    # a hand-edited metrics.json: lists or strings where dicts belong read as absent, not as an error
+    for broken in ({"mean": [1, 2]}, {"mean": {"gaussian": "x"}}, {"split": [0]}, {"split": {"mean": "x"}}, [1], "tc"):
+        assert value(broken, "mean", "gaussian") is None and value(broken, "mean", "gaussian", "between") is None
+        assert describe(broken, "mean", "gaussian") == "n/a"

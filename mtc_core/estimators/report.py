@@ -170,9 +170,11 @@ def value(report: dict | None, code: str, estimator: str, part: str | None = Non
 
 
 def _entry(report: dict | None, code: str, estimator: str, part: str | None) -> dict | None:
-    if not isinstance(report, dict):
-        return None
-    node = report.get("split", {}).get(code, {}).get(part) if part else report.get(code, {}).get(estimator)
+    # a stored report is read from a user's metrics.json: any level may hold something other than a dict
+    path = ("split", code, part) if part else (code, estimator)
+    node = report
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) and isinstance(node.get("value"), int | float) else None
 
 
