@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mtc_core import io, zoo
 from mtc_core.data import make_dataset
+from mtc_core.estimators import report
 from mtc_core.sweep_results import cell, mean_sd
 
 # (column title, representation, path into the evaluation dict); every TC is the evaluation's TC report (one value
@@ -110,11 +111,10 @@ def _facts(config, path: Path) -> tuple[str, dict, int, dict]:
 
 
 def _interval(evaluation: dict, path: tuple[str, ...]) -> list[float] | None:
-    node = evaluation
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    ci = node.get("ci") if isinstance(node, dict) else None
-    return ci if isinstance(ci, list) and all(isinstance(c, int | float) for c in ci) else None
+    """The stored 95% interval of a TC column: path ("tc", code, estimator) or ("tc", "split", code, part)."""
+    if path[1] == "split":
+        return report.interval(evaluation.get("tc"), path[2], "gaussian", path[3])
+    return report.interval(evaluation.get("tc"), path[1], path[2])
 
 
 def group_label(label: str) -> str:
@@ -216,14 +216,12 @@ PER_SEED = [("mean codes: Gaussian TC", "mean", "gaussian", None), ("... between
 
 def per_seed_lines(rows: list[dict]) -> list[str]:
     """One line per zoo model (every seed) with its TCs and 95% intervals, as the app shows them."""
-    from mtc_core.estimators.report import describe
-
     head = ["model", *[c[0] for c in PER_SEED], "active latents", "MIG mean", "recon"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         ev = row["evaluation"]
         mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
-        cells = [describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
+        cells = [report.describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
         cells += [str(_get(ev, None, ("activity", "active_latents"))), cell(mig, None), cell(recon, None)]
         lines.append("| " + " | ".join([row["label"], *cells]) + " |")
     return lines

@@ -246,20 +246,12 @@ def aggregate(rows: list[dict]) -> list[dict]:
         for name, (code, estimator, part) in TC_QUANTITIES.items():
             values = [v for m in members if (v := report.value(m["evaluation"]["tc"], code, estimator, part)) is not None]
             mean, sd = mean_sd(values)
-            ci = _stored_ci(first["evaluation"]["tc"], code, estimator, part) if len(members) == 1 else None
+            ci = report.interval(first["evaluation"]["tc"], code, estimator, part) if len(members) == 1 else None
             item[name] = {"mean": mean, "sd": sd, "per_seed": values, "ci": ci}
         recon = [m["evaluation"]["recon"] for m in members if _is_number(m["evaluation"].get("recon"))]
         item["recon"] = dict(zip(("mean", "sd"), mean_sd(recon), strict=True))
         out.append(item)
     return out
-
-
-def _stored_ci(tc: dict, code: str, estimator: str, part: str | None) -> list[float] | None:
-    """The stored 95% interval of one value of a TC report (the interval report.describe prints), if finite."""
-    node = (tc.get("split", {}).get(code, {}).get(part) if part else tc.get(code, {}).get(estimator)) if isinstance(tc, dict) else None
-    ci = node.get("ci") if isinstance(node, dict) else None
-    ok = isinstance(ci, list) and len(ci) == 2 and all(_is_number(c) and c == c and abs(c) != float("inf") for c in ci)
-    return ci if ok else None
 
 
 def flatten_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:

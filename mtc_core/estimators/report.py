@@ -178,16 +178,24 @@ def _entry(report: dict | None, code: str, estimator: str, part: str | None) -> 
     return node if isinstance(node, dict) and isinstance(node.get("value"), int | float) else None
 
 
+def interval(report: dict | None, code: str, estimator: str, part: str | None = None) -> list[float] | None:
+    """The stored 95% interval [lo, hi] of one quantity (as `describe` prints it); None when absent or not finite."""
+    entry = _entry(report, code, estimator, part)
+    ci = entry.get("ci") if entry is not None else None
+    ok = isinstance(ci, list) and len(ci) == 2 and all(isinstance(c, int | float) and math.isfinite(c) for c in ci)
+    return ci if ok else None
+
+
 def describe(report: dict | None, code: str, estimator: str, part: str | None = None, digits: int = 3) -> str:
     """"1.137 [1.120, 1.152]": a value with its 95% interval, as every page prints it ("n/a" when absent)."""
     entry = _entry(report, code, estimator, part)
     if entry is None:
         return "n/a"
-    v, ci = entry["value"], entry.get("ci") or [None, None]
+    v, ci = entry["value"], interval(report, code, estimator, part)
     text = f"{v:.{digits}f}"
-    if all(isinstance(c, int | float) and math.isfinite(c) for c in ci):
+    if ci is not None:
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    if all(isinstance(c, int | float) for c in ci) and v < ci[0]:
+    if ci is not None and v < ci[0]:
         # near 0 the bootstrap replicates carry the estimator's upward bias (~D(D - 1) / (4N)) on top of the estimate's
         text += " (interval above the estimate: bootstrap bias near 0)"
     if v < 0:  # TC >= 0: a negative estimate is the estimator's noise around ~0, said as such
