@@ -116,9 +116,11 @@ def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
     """Rerun until no background computation is pending: what the progress fragments do in a browser."""
     deadline = time.monotonic() + timeout
     while True:
-        busy = bool(background.pending())
+        busy, started = bool(background.pending()), background.submitted()
         at.run()
-        if not busy and not background.pending():  # this run started with every result there and asked for no more
+        # this run started with every result there and asked for no more (a computation it started and that ended
+        # before the run did was not drawn: the run showed its progress)
+        if not busy and background.submitted() == started and not background.pending():
             break
         assert time.monotonic() < deadline, f"background computations still pending: {[t.label for t in background.pending()]}"
         time.sleep(0.2)

@@ -22,6 +22,7 @@ MAX_RESULTS = 64
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtc-compute")
 _lock = threading.Lock()
 _tasks: OrderedDict[Hashable, Task] = OrderedDict()
+_submitted = 0  # tasks started since the server started
 
 
 @dataclass(eq=False)
@@ -56,6 +57,8 @@ def submit(key: Hashable, label: str, fn: Callable[..., Any], *args: Any) -> Tas
             return task
         task = Task(key, label)
         _tasks[key] = task
+        global _submitted
+        _submitted += 1
         _evict()
     _pool.submit(_run, task, fn, args)
     return task
@@ -91,6 +94,12 @@ def pending() -> list[Task]:
     """Tasks still waiting or computing, oldest first."""
     with _lock:
         return [t for t in _tasks.values() if not t.done]
+
+
+def submitted() -> int:
+    """How many computations have been started (a run that started none and found none pending drew every result)."""
+    with _lock:
+        return _submitted
 
 
 def get(key: Hashable) -> Task | None:
