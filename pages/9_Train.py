@@ -10,8 +10,10 @@ pages.through_app()
 st.title("Train a model")
 st.caption(f"Runs are saved under `{runs.runs_dir()}`. Training runs in the background: switch pages freely, "
            "come back here to watch it; any tab or session sees it and can cancel it. The toy dataset shows disentangled "
-           f"traversals after about a minute on a CPU. Each training uses {training.TRAIN_THREADS} CPU thread(s), so "
-           "the pages stay responsive.")
+           "traversals after about a minute on a CPU. "
+           + (f"Each training uses {training.TRAIN_THREADS} CPU thread(s) (MTC_TRAIN_THREADS)." if training.TRAIN_THREADS else
+              f"A training alone uses all {training.CORES} CPU cores, two running at once share them; "
+              "they run at a lower priority than the pages, so the pages stay responsive."))
 
 names = list(MODELS)
 model_name = st.selectbox("Model", names, index=names.index("beta_tcvae"), key="train_model")

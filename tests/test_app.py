@@ -610,7 +610,7 @@ def test_train_page_trains_and_the_run_becomes_selectable(app_dirs):
     (job,) = my_jobs(at)
     wait_for_jobs(at, [job])
     assert job.state == "complete", job.message
-    assert job.config.num_threads == training.TRAIN_THREADS  # background trainings leave the cores to the pages
+    assert job.config.num_threads == 0  # the cores shared by the trainings running at once (training.share)
     assert job.run_dir.parent == app_dirs["runs"] and io.read_json(job.run_dir / io.CONFIG)["status"] == "complete"
     assert len(io.read_history(job.run_dir)) >= 2
     picker = at.sidebar.selectbox(key="run_path")
@@ -718,14 +718,32 @@ def test_two_sessions_train_at_once_into_their_own_runs(app_dirs):
         assert [r["step"] for r in io.read_history(job.run_dir)] == [r["step"] for r in job.history]
 
 
-def test_a_background_training_leaves_the_pages_their_threads(tmp_path):
-    threads = torch.get_num_threads()
-    job = training.submit(tiny_config(steps=5), tmp_path, "threads")
+def _until(condition, what: str) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while not job.done and time.monotonic() < deadline:
+    while not condition():
+        assert time.monotonic() < deadline, what
         time.sleep(0.05)
-    assert job.state == "complete" and job.config.num_threads == training.TRAIN_THREADS
-    assert torch.get_num_threads() == threads  # torch's thread count is per thread: the worker's stays its own
+
+
+def test_trainings_share_the_cores(tmp_path, monkeypatch):
+    """Alone a training uses every core (as the CLI does); two running at once get half each, and the first goes back
+    to all of them when the second ends. The process reports the threads torch actually uses."""
+    monkeypatch.setattr(training, "CORES", 4)  # the share, whatever this machine has
+    threads = torch.get_num_threads()
+    first = training.submit(tiny_config(steps=1_000_000), tmp_path, "first")
+    _until(lambda: first.threads == 4 and first.step > 0, f"alone: {first.threads} threads")
+    second = training.submit(tiny_config(steps=1_000_000), tmp_path, "second")
+    _until(lambda: first.threads == 2 and second.threads == 2, f"two: {first.threads}, {second.threads} threads")
+    second.cancel.set()
+    _until(lambda: second.done and first.threads == 4, f"alone again: {first.threads} threads")
+    fixed = training.submit(tiny_config(steps=1_000_000, num_threads=1), tmp_path, "fixed")
+    _until(lambda: fixed.threads == 1 and first.threads == 2 and fixed.step > 0, "a config's own threads are kept")
+    for job in (first, fixed):
+        job.cancel.set()
+    _until(lambda: first.done and fixed.done, "cancelled")
+    assert (first.state, fixed.state, second.state) == ("cancelled",) * 3
+    assert torch.get_num_threads() == threads  # the server's own threads are untouched
+    assert training.share(1) == 4 and training.share(3) == 1
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):

@@ -207,6 +207,8 @@ def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
         st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
                    f"this one is number {p.queue_position} in the queue and starts when a slot frees.")
     speed = f" · {p.steps_per_s:.1f} steps/s" if p.steps_per_s else ""
+    if job.threads and not job.done:
+        speed += f" · {job.threads} CPU thread{'s' if job.threads > 1 else ''}"
     st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s{speed}")
     if not job.done:
         st.button("Cancel", key=f"train_cancel_{job.id}", on_click=job.cancel.set, icon=":material/stop:")

@@ -10,9 +10,13 @@ job this server started, so any session (a reload, a second tab) sees their prog
 and can cancel them. At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, default 2)
 train at once; the rest wait in a FIFO queue and can be cancelled while they wait.
 
-A training process uses `TRAIN_THREADS` torch threads (env MTC_TRAIN_THREADS; default: the
-cores but one, shared by the trainings that may run at once, 1 on a 2-core machine), so that
-the pages keep a core, and dies with the server. A run
+A training process shares the machine's cores with the trainings running beside it: alone it
+uses them all (what the CLI does by default), with a second one each gets half, and the app
+tells each process its share ("threads N" on stdin) whenever a training starts or ends, which
+it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
+`TRAIN_NICE`) so that the pages, which need a core for a fraction of a second now and then,
+take it from the training rather than wait. MTC_TRAIN_THREADS fixes the threads instead; a
+config with `num_threads` set keeps its own. The process dies with the server. A run
 whose process died (config.json still says "running", no job of this server writes it)
 is resumed exactly from its last checkpoint by `resume`.
 
@@ -36,14 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtc_core import io
 from mtc_core.train import Callback, TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_CONCURRENT = max(1, int(os.environ.get("MTC_MAX_TRAININGS", "2")))
-# torch threads per training: the cores but one, shared by the trainings that may run at once (1 on a 2-core machine),
-# so that the pages keep a core; more threads than cores slow every one of them down
-TRAIN_THREADS = max(1, int(os.environ.get("MTC_TRAIN_THREADS", "0")) or ((os.cpu_count() or 2) - 1) // MAX_CONCURRENT)
+CORES = os.cpu_count() or 1
+# torch threads per training when fixed (env MTC_TRAIN_THREADS); 0: the cores shared by the trainings running at once
+# (more threads than cores slow every one of them down)
+TRAIN_THREADS = max(0, int(os.environ.get("MTC_TRAIN_THREADS", "0") or 0))
+TRAIN_NICE = 5  # a training process's niceness above the server's
 DONE = ("complete", "cancelled", "diverged", "failed")
 
 _cond = threading.Condition()
@@ -83,7 +91,10 @@ class TrainingJob:
     history: list[dict] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
+    threads: int = 0  # torch threads the training process uses now (0 until it says)
+    shared: bool = True  # its threads follow `share()`; False when its config fixes them
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -136,7 +147,10 @@ class TrainingJob:
                                        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
         process.stdin.write(json.dumps(request) + "\n")
         process.stdin.flush()
-        threading.Thread(target=_forward_cancel, args=(self.cancel, process), daemon=True).start()
+        with self._lock:
+            self._process = process
+        _rebalance()
+        threading.Thread(target=_forward_cancel, args=(self, process), daemon=True).start()
         outcome = None
         for line in process.stdout:
             kind, payload = json.loads(line)
@@ -147,32 +161,71 @@ class TrainingJob:
                 self.step = payload
             elif kind == "eval":
                 self._record(payload)
+            elif kind == "threads":
+                self.threads = payload
             elif kind == "end":
                 self.step, message, state = payload
                 outcome = (state, message)
             else:  # "error"
                 outcome = ("failed", payload)
         process.wait()
+        with self._lock:
+            self._process = None
         return outcome or ("failed", f"the training process ended without a word (exit code {process.returncode})")
 
 
-def _forward_cancel(cancel: threading.Event, process: subprocess.Popen) -> None:
-    """Tell the training process when the job is cancelled (it stops at the next step and saves)."""
-    while process.poll() is None:
-        if cancel.wait(timeout=0.2):
+    def _tell(self, line: str) -> None:
+        """A line to the training process's stdin (lost if it has ended)."""
+        with self._lock:
+            if self._process is None:
+                return
             try:
-                process.stdin.write("cancel\n")
-                process.stdin.flush()
+                self._process.stdin.write(line + "\n")
+                self._process.stdin.flush()
             except (BrokenPipeError, ValueError, OSError):
                 pass
+
+
+def _forward_cancel(job: TrainingJob, process: subprocess.Popen) -> None:
+    """Tell the training process when the job is cancelled (it stops at the next step and saves)."""
+    while process.poll() is None:
+        if job.cancel.wait(timeout=0.2):
+            job._tell("cancel")
             return
+
+
+def share(running: int | None = None) -> int:
+    """Torch threads for each training when `running` trainings (default: those running now) share the cores."""
+    if TRAIN_THREADS:
+        return TRAIN_THREADS
+    if running is None:
+        with _cond:
+            running = len(_running)
+    return max(1, CORES // max(1, running))
+
+
+def _rebalance() -> None:
+    """Tell every running training that shares the cores its share (after a training started or ended)."""
+    with _cond:
+        live, running = [j for j in _running if j.shared], len(_running)
+    threads = share(running)
+    for job in live:
+        job._tell(f"threads {threads}")
 
 
 class _ProcessCallback(Callback):
     """Inside the training process: progress to the app's job as JSON lines on stdout (steps at most every 0.2 s)."""
 
-    def __init__(self):
+    def __init__(self, threads: list[int] | None = None):
         self.last = 0.0
+        self.threads = threads if threads is not None else [0]  # [wanted]: set by the stdin listener, 0: keep
+
+    def apply_threads(self) -> None:
+        wanted, self.threads[0] = self.threads[0], 0
+        if wanted and wanted != torch.get_num_threads():
+            torch.set_num_threads(wanted)
+        if wanted:
+            self.say("threads", torch.get_num_threads())
 
     @staticmethod
     def say(kind: str, payload: Any) -> None:
@@ -180,8 +233,12 @@ class _ProcessCallback(Callback):
 
     def on_start(self, *, run_dir, config, start_step):
         self.say("start", start_step)
+        self.say("threads", torch.get_num_threads())
+        self.apply_threads()
 
     def on_step(self, *, step, logs):
+        if self.threads[0]:
+            self.apply_threads()
         now = time.monotonic()
         if now - self.last >= 0.2:
             self.say("step", step)
@@ -204,17 +261,25 @@ def _train_process() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     except OSError:
         pass
+    try:
+        os.nice(TRAIN_NICE)
+    except OSError:
+        pass
     request = json.loads(sys.stdin.readline())
     cancel = threading.Event()
+    threads = [0]
 
     def listen() -> None:
         for line in sys.stdin:
-            if line.strip() == "cancel":
+            words = line.split()
+            if words == ["cancel"]:
                 cancel.set()
+            elif len(words) == 2 and words[0] == "threads" and words[1].isdigit() and int(words[1]) > 0:
+                threads[0] = int(words[1])  # applied by the callback between two steps
 
     threading.Thread(target=listen, daemon=True).start()
     try:
-        train(TrainConfig.from_dict(request["config"]), request["run_dir"], callbacks=[_ProcessCallback()], cancel=cancel,
+        train(TrainConfig.from_dict(request["config"]), request["run_dir"], callbacks=[_ProcessCallback(threads)], cancel=cancel,
               command=request["command"], resume=request["resume"])
     except Exception as error:  # reported to the app's job; the process then ends
         _ProcessCallback.say("error", f"{type(error).__name__}: {error}")
@@ -232,7 +297,7 @@ def _wait_for_slot(job: TrainingJob) -> bool:
                 _waiting.pop(0)
                 _running.add(job)
                 _cond.notify_all()
-                return True
+                return True  # the others are told their new share once this one's process has started
             _cond.wait(timeout=0.2)
 
 
@@ -240,6 +305,7 @@ def _release_slot(job: TrainingJob) -> None:
     with _cond:
         _running.discard(job)
         _cond.notify_all()
+    _rebalance()
 
 
 def _start(job: TrainingJob) -> TrainingJob:
@@ -252,10 +318,8 @@ def _start(job: TrainingJob) -> TrainingJob:
 
 def submit(config: TrainConfig, root: str | Path, label: str) -> TrainingJob:
     """Queue a training into a new run directory under root and start its worker thread; returns at once.
-    Without an explicit `num_threads` the worker trains with TRAIN_THREADS torch threads."""
-    if not config.num_threads:
-        config = dataclasses.replace(config, num_threads=TRAIN_THREADS)
-    return _start(TrainingJob(config=config, root=Path(root), label=label))
+    Without an explicit `num_threads` the training shares the cores with those running beside it (`share`)."""
+    return _start(TrainingJob(config=config, root=Path(root), label=label, shared=not config.num_threads))
 
 
 def resume(run_dir: str | Path) -> TrainingJob:
@@ -269,7 +333,8 @@ def resume(run_dir: str | Path) -> TrainingJob:
     if not isinstance(config.get("train"), dict):
         raise ValueError(f"{run_dir / io.CONFIG}: no training config to resume with")
     train_config = TrainConfig.from_dict(config["train"])
-    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir))
+    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir,
+                              shared=not train_config.num_threads))
 
 
 def _stored_command(run_dir: Path) -> str:
