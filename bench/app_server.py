@@ -31,7 +31,7 @@ def app_server(zoo: Path, runs: Path, log: Path, **env_extra: str):
     port = free_port()
     env = {**os.environ, "MTC_ZOO_DIR": str(zoo), "MTC_RUNS_DIR": str(runs), **env_extra}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+        proc = subprocess.Popen([sys.executable, "-m", "ui.server", "run", "app.py", "--server.port", str(port), "--server.address",
                                  "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:

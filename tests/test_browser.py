@@ -72,13 +72,14 @@ def _free_port() -> int:
 
 
 class Server:
-    """`streamlit run app.py` in its own process group (so that a kill takes its training threads with it)."""
+    """`mtc app`'s server (python -m ui.server run app.py: streamlit run with warmed imports) in its own process group
+    (so that a kill takes its training processes with it)."""
 
     def __init__(self, zoo: Path, runs: Path, log: Path):
         self.port, self.log_path = _free_port(), log
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MTC_ZOO_DIR": str(zoo), "MTC_RUNS_DIR": str(runs)}
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+        command = [sys.executable, "-m", "ui.server", "run", "app.py", "--server.port", str(self.port),
                    "--server.address", "127.0.0.1", "--server.headless", "true"]  # the rest from .streamlit/config.toml
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -30,7 +30,7 @@ def test_other_commands_are_python_m_mtc_core(capsys):
 def test_app_runs_the_checkouts_app_py_found_from_a_subfolder(monkeypatch):
     monkeypatch.chdir(ROOT / "mtc_core")
     repo, command = launcher.app_command(["--server.port", "8765"])
-    assert repo == ROOT and command == [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", "8765"]
+    assert repo == ROOT and command == [sys.executable, "-m", "ui.server", "run", str(ROOT / "app.py"), "--server.port", "8765"]
 
 
 def test_app_outside_a_checkout_says_what_to_do(tmp_path, monkeypatch, capsys):
@@ -42,3 +42,10 @@ def test_app_outside_a_checkout_says_what_to_do(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="not a checkout of MTC Explorer"):
         launcher.app_command(["--repo", str(tmp_path)])
     assert launcher.app_command(["--repo", str(ROOT)])[0] == ROOT
+
+
+def test_the_servers_warm_up_imports_what_the_first_page_needs():
+    from ui import server
+
+    assert server.warm() == []  # every module it names exists (a renamed module would be named here)
+    assert server.warm(("json", "mtc_core.no_such_module")) == ["mtc_core.no_such_module"]  # a failure never stops it
