@@ -335,7 +335,7 @@ def test_waiting_for_a_computation_shows_progress_then_the_result():
 def test_traversal_sliders_change_the_image(app_dirs):
     at = open_page("Traversals")
     grid_before = image_urls(at)[1]
-    at.slider(key=f"trav_factor_{TOY_FACTORS[0]}").set_value(2).run()
+    at.slider(key=f"trav_factor_toy_{TOY_FACTORS[0]}").set_value(2).run()
     assert not at.exception
     after_base = image_urls(at)[1]
     assert after_base != grid_before
@@ -352,10 +352,16 @@ def test_traversal_sliders_change_the_image(app_dirs):
 def test_dataset_slider_changes_the_image(app_dirs):
     at = open_page("Dataset")
     before = image_urls(at)[0]
-    at.slider(key=f"dataset_factor_{TOY_FACTORS[-1]}").set_value(0).run()
+    at.slider(key=f"dataset_factor_toy_{TOY_FACTORS[-1]}").set_value(0).run()
     assert image_urls(at)[0] != before
     at.selectbox(key="dataset_name").set_value("shapes2d").run()
-    assert not at.exception and at.slider(key="dataset_factor_orientation").value == 20
+    assert not at.exception and at.slider(key="dataset_factor_shapes2d_orientation").value == 20
+    at.selectbox(key="dataset_name").set_value("shapes3d").run()
+    shape = at.select_slider(key="dataset_factor_shapes3d_shape")  # named classes: the slider reads cube ... capsule
+    assert shape.options == ["cube", "cylinder", "sphere", "capsule"] and shape.value == 2  # the middle class, sphere
+    before = image_urls(at)[0]
+    shape.set_value(0).run()  # cube
+    assert not at.exception and image_urls(at)[0] != before
 
 
 def test_latent_pair_select_changes_the_scatter(app_dirs):

@@ -168,3 +168,13 @@ def test_colour_images_train_traverse_and_draw(tmp_path, shapes):
     picture = figures.image_grid(np.stack([images[:3], images[1:]]), pad=2)
     assert picture.mode == "RGB" and picture.size == (3 * 66 + 2, 2 * 66 + 2)
     assert picture.getpixel((2 + 66 + 30, 2 + 40)) == tuple(int(v) for v in figures.to_uint8(images[1])[40, 30])
+
+
+def test_class_names_where_the_classes_have_names():
+    from mtc_core.data import make_dataset
+
+    ds = make_dataset({"name": "shapes3d"})
+    assert ds.class_names(ds.factor_names.index("shape")) == ("cube", "cylinder", "sphere", "capsule")
+    assert ds.class_names(ds.factor_names.index("scale")) is None  # numbered, not named
+    for name in ("shapes2d", "color_dsprites", "noisy_dsprites"):
+        assert make_dataset({"name": name}).class_names(0) == ("square", "ellipse", "heart")

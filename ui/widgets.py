@@ -163,13 +163,18 @@ def table(df: pd.DataFrame, key: str, file_name: str, **kwargs) -> None:
 
 
 def factor_sliders(ds: GroundTruthDataset, key: str) -> tuple[int, ...]:
-    """One slider per factor (class index, default the middle class); returns the factor tuple."""
+    """One slider per factor (class index, default the middle class; named classes show their names); returns the
+    factor tuple."""
     values = []
-    for name, size in zip(ds.factor_names, ds.factor_sizes, strict=True):
+    for k, (name, size) in enumerate(zip(ds.factor_names, ds.factor_sizes, strict=True)):
+        names = ds.class_names(k)
         if size == 1:
             values.append(0)
-            continue
-        values.append(st.slider(f"{name} (of {size})", 0, size - 1, size // 2, key=f"{key}_{name}"))
+        elif names is not None:
+            values.append(st.select_slider(f"{name} (of {size})", options=list(range(size)), value=size // 2,
+                                           format_func=names.__getitem__, key=f"{key}_{ds.name}_{name}"))
+        else:
+            values.append(st.slider(f"{name} (of {size})", 0, size - 1, size // 2, key=f"{key}_{ds.name}_{name}"))
     return tuple(values)
 
 
@@ -197,14 +202,11 @@ def dataset_choices() -> dict[str, dict]:
 def factor_classes(ds: GroundTruthDataset, k: int, most: int = 8) -> list[str] | None:
     """Names of factor k's classes when it has few enough for discrete colours (a shape, a small grid), else None
     (a colour bar suits a long ordered factor such as a position)."""
-    from mtc_core.data.shapes2d import SHAPES
-
+    names = ds.class_names(k)
+    if names is not None:
+        return list(names)
     size = ds.factor_sizes[k]
-    if size > most:
-        return None
-    if ds.factor_names[k] == "shape" and size == len(SHAPES):
-        return list(SHAPES)
-    return [str(v) for v in range(size)]
+    return None if size > most else [str(v) for v in range(size)]
 
 
 def top_latents(mi_row: list[float], k: int = 2) -> tuple[int, ...]:

@@ -21,6 +21,13 @@ class GroundTruthDataset:
     factor_sizes: tuple[int, ...]
     image_shape: tuple[int, int, int]  # (C, H, W)
     summary: str  # first sentence of describe()
+    factor_classes: dict[str, tuple[str, ...]] = {}  # factor name -> its classes' names, where they have names
+
+    def class_names(self, k: int) -> tuple[str, ...] | None:
+        """The names of factor k's classes ("cube", "cylinder", ...), or None where the classes are only numbered
+        (or a file's grid has another number of them than the names)."""
+        names = self.factor_classes.get(self.factor_names[k])
+        return names if names is not None and len(names) == self.factor_sizes[k] else None
 
     @property
     def num_factors(self) -> int:

@@ -33,6 +33,7 @@ class DSpritesFile(GroundTruthDataset):
 
     name = "dsprites"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
+    factor_classes = {"shape": ("square", "ellipse", "heart")}  # dSprites' order
     summary = "dSprites (Matthey et al. 2017), read from the original file: a white square, ellipse or heart on black."
 
     def __init__(self, path=None):

@@ -46,6 +46,7 @@ def counter_uniforms(seed: int, stream: int, index: np.ndarray, count: int) -> n
 
 class _Shapes2DVariant(GroundTruthDataset):
     factor_names = Shapes2D.factor_names
+    factor_classes = Shapes2D.factor_classes
     factor_sizes = Shapes2D.factor_sizes
     image_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
 

@@ -74,6 +74,7 @@ class Shapes3DFile(GroundTruthDataset):
 
     name = "3dshapes"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    factor_classes = {"shape": ("cube", "cylinder", "sphere", "capsule")}  # 3dshapes' order (DeepMind's README)
     summary = "3dshapes (Burgess & Kim 2018), read from the original file: an object on a floor in front of a wall."
 
     def __init__(self, path=None):

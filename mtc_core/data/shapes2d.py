@@ -95,6 +95,7 @@ class Shapes2D(GroundTruthDataset):
 
     name = "shapes2d"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
+    factor_classes = {"shape": SHAPES}
     factor_sizes = (len(SHAPES), len(SCALES), len(ORIENTATIONS), len(POSITIONS), len(POSITIONS))
     image_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
     summary = (

@@ -285,6 +285,7 @@ class Shapes3D(GroundTruthDataset):
 
     name = "shapes3d"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    factor_classes = {"shape": SHAPES}
     factor_sizes = (len(HUES), len(HUES), len(HUES), len(SCALES), len(SHAPES), len(ORIENTATIONS))
     image_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     summary = (
