@@ -4,6 +4,8 @@ text on the plot, so that many models do not overlap into an unreadable block.""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -35,8 +37,8 @@ def _spread(value: dict) -> str:
 
 def short_name(label: str, dataset: str | None) -> str:
     """A configuration label without its dataset (the chart is about one dataset)."""
-    for name in {dataset or "", "Shapes2D", "toy", "squares", "dSprites"} - {""}:
-        label = label.replace(f", {name}", "")
+    for name in {dataset or "", "Shapes2D", "Shapes3D", "toy", "squares", "dSprites"} - {""}:
+        label = re.sub(rf",\s*{re.escape(name)}(?=,|$)", "", label, flags=re.IGNORECASE)  # "..., Shapes3D" for shapes3d
     return label
 
 
