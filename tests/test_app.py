@@ -742,6 +742,11 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     _until(lambda: first.threads == 2 and second.threads == 2, f"two: {first.threads}, {second.threads} threads")
     second.cancel.set()
     _until(lambda: second.done and first.threads == 4, f"alone again: {first.threads} threads")
+    release = threading.Event()
+    background.submit(("test", "busy server", tmp_path), "A page's computation", lambda task: release.wait(TIMEOUT))
+    _until(lambda: first.threads == 3, f"while the server computes: {first.threads} threads")  # a core for the page
+    release.set()
+    _until(lambda: first.threads == 4, f"after the computation: {first.threads} threads")
     fixed = training.submit(tiny_config(steps=1_000_000, num_threads=1), tmp_path, "fixed")
     _until(lambda: fixed.threads == 1 and first.threads == 2 and fixed.step > 0, "a config's own threads are kept")
     for job in (first, fixed):
@@ -749,7 +754,8 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     _until(lambda: first.done and fixed.done, "cancelled")
     assert (first.state, fixed.state, second.state) == ("cancelled",) * 3
     assert torch.get_num_threads() == threads  # the server's own threads are untouched
-    assert training.share(1) == 4 and training.share(3) == 1
+    assert training.share(1, computing=False) == 4 and training.share(3, computing=False) == 1
+    assert training.share(1, computing=True) == 3 and training.share(4, computing=True) == 1
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):

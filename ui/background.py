@@ -23,6 +23,9 @@ _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtc-compute")
 _lock = threading.Lock()
 _tasks: OrderedDict[Hashable, Task] = OrderedDict()
 _submitted = 0  # tasks started since the server started
+_computing = 0  # tasks computing now (0 or 1: one worker)
+# called with no argument when a computation starts or ends (ui.training gives the cores back to the trainings)
+listeners: list[Callable[[], None]] = []
 
 
 @dataclass(eq=False)
@@ -77,11 +80,30 @@ def _retry(task: Task) -> bool:
 
 
 def _run(task: Task, fn: Callable[..., Any], args: tuple) -> None:
+    global _computing
     task.started = time.time()
+    _computing += 1
+    _tell_listeners()
     try:
         task.future.set_result(fn(task, *args))
     except Exception as error:  # the page shows the reason; the worker lives on
         task.future.set_exception(error)
+    finally:
+        _computing -= 1
+        _tell_listeners()
+
+
+def computing() -> bool:
+    """Whether a computation is running now (it uses a core)."""
+    return _computing > 0
+
+
+def _tell_listeners() -> None:
+    for listener in list(listeners):
+        try:
+            listener()
+        except Exception:  # noqa: BLE001 - a listener must not break the computation
+            pass
 
 
 def _evict() -> None:

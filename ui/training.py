@@ -11,9 +11,10 @@ and can cancel them. At most `MAX_CONCURRENT` jobs (env MTC_MAX_TRAININGS, defau
 train at once; the rest wait in a FIFO queue and can be cancelled while they wait.
 
 A training process shares the machine's cores with the trainings running beside it: alone it
-uses them all (what the CLI does by default), with a second one each gets half, and the app
-tells each process its share ("threads N" on stdin) whenever a training starts or ends, which
-it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
+uses them all (what the CLI does by default), with a second one each gets half, one core less
+while the server computes something for a page (ui.background), and the app tells each process
+its share ("threads N" on stdin) whenever that changes, which it applies between two steps
+(torch.set_num_threads). Its priority is lowered (nice
 `TRAIN_NICE`) so that the pages, which need a core for a fraction of a second now and then,
 take it from the training rather than wait. MTC_TRAIN_THREADS fixes the threads instead; a
 config with `num_threads` set keeps its own. The process dies with the server. A run
@@ -44,6 +45,7 @@ import torch
 
 from mtc_core import io
 from mtc_core.train import Callback, TrainConfig, train
+from ui import background
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_CONCURRENT = max(1, int(os.environ.get("MTC_MAX_TRAININGS", "2")))
@@ -194,23 +196,32 @@ def _forward_cancel(job: TrainingJob, process: subprocess.Popen) -> None:
             return
 
 
-def share(running: int | None = None) -> int:
-    """Torch threads for each training when `running` trainings (default: those running now) share the cores."""
+def share(running: int | None = None, computing: bool | None = None) -> int:
+    """Torch threads for each training when `running` trainings (default: those running now) share the cores, less
+    one core while the server computes something for a page (`computing`, default: ui.background's state): torch
+    threads that wait for a preempted one lose far more than that core."""
     if TRAIN_THREADS:
         return TRAIN_THREADS
     if running is None:
         with _cond:
             running = len(_running)
-    return max(1, CORES // max(1, running))
+    if computing is None:
+        computing = background.computing()
+    return max(1, (CORES - (1 if computing and CORES > 1 else 0)) // max(1, running))
 
 
 def _rebalance() -> None:
     """Tell every running training that shares the cores its share (after a training started or ended)."""
     with _cond:
         live, running = [j for j in _running if j.shared], len(_running)
+    if not live:
+        return
     threads = share(running)
     for job in live:
         job._tell(f"threads {threads}")
+
+
+background.listeners.append(_rebalance)
 
 
 class _ProcessCallback(Callback):
