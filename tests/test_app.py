@@ -735,6 +735,7 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     """Alone a training uses every core (as the CLI does); two running at once get half each, and the first goes back
     to all of them when the second ends. The process reports the threads torch actually uses."""
     monkeypatch.setattr(training, "CORES", 4)  # the share, whatever this machine has
+    monkeypatch.setattr(training, "other_load", lambda: 0.0)  # and whatever else runs on it
     threads = torch.get_num_threads()
     first = training.submit(tiny_config(steps=1_000_000), tmp_path, "first")
     _until(lambda: first.threads == 4 and first.step > 0, f"alone: {first.threads} threads")
@@ -756,6 +757,18 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     assert torch.get_num_threads() == threads  # the server's own threads are untouched
     assert training.share(1, computing=False) == 4 and training.share(3, computing=False) == 1
     assert training.share(1, computing=True) == 3 and training.share(4, computing=True) == 1
+    # cores other programs keep busy are not free: a sweep of 2 runs beside one training leaves it 2 of 4 cores
+    assert training.share(1, computing=False, others=2.2) == 2 and training.share(1, computing=True, others=3.0) == 1
+
+
+def test_other_load_leaves_out_this_servers_own_work(monkeypatch):
+    job = training.TrainingJob(config=tiny_config(), root=Path("."), label="x", threads=2)
+    monkeypatch.setattr(training.os, "getloadavg", lambda: (3.4, 0.0, 0.0))
+    monkeypatch.setattr(training, "_running", {job})
+    monkeypatch.setattr(background, "computing", lambda: True)
+    assert training.other_load() == pytest.approx(0.4)  # 3.4 - 2 training threads - 1 computation
+    monkeypatch.setattr(training.os, "getloadavg", lambda: (1.0, 0.0, 0.0))
+    assert training.other_load() == 0.0
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ train at once; the rest wait in a FIFO queue and can be cancelled while they wai
 
 A training process shares the machine's cores with the trainings running beside it: alone it
 uses them all (what the CLI does by default), with a second one each gets half, one core less
-while the server computes something for a page (ui.background), and the app tells each process
-its share ("threads N" on stdin) whenever that changes, which it applies between two steps
-(torch.set_num_threads). Its priority is lowered (nice
+while the server computes something for a page (ui.background) and the cores other programs keep
+busy (the load average), and the app tells each process its share ("threads N" on stdin) when
+that changes and every 10 s, which it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
 `TRAIN_NICE`) so that the pages, which need a core for a fraction of a second now and then,
 take it from the training rather than wait. MTC_TRAIN_THREADS fixes the threads instead; a
 config with `num_threads` set keeps its own. The process dies with the server. A run
@@ -196,10 +196,12 @@ def _forward_cancel(job: TrainingJob, process: subprocess.Popen) -> None:
             return
 
 
-def share(running: int | None = None, computing: bool | None = None) -> int:
-    """Torch threads for each training when `running` trainings (default: those running now) share the cores, less
-    one core while the server computes something for a page (`computing`, default: ui.background's state): torch
-    threads that wait for a preempted one lose far more than that core."""
+def share(running: int | None = None, computing: bool | None = None, others: float | None = None) -> int:
+    """Torch threads for each training when `running` trainings (default: those running now) share the cores that
+    are free: less one while the server computes something for a page (`computing`, default: ui.background's state),
+    less those other programs keep busy (`others`, default: `other_load()`). Torch threads that wait for a preempted
+    one lose far more than the core they lack: with a second busy process on 2 cores, 2 threads trained 10-50x
+    slower than 1 (bench/RESULTS.md)."""
     if TRAIN_THREADS:
         return TRAIN_THREADS
     if running is None:
@@ -207,11 +209,26 @@ def share(running: int | None = None, computing: bool | None = None) -> int:
             running = len(_running)
     if computing is None:
         computing = background.computing()
-    return max(1, (CORES - (1 if computing and CORES > 1 else 0)) // max(1, running))
+    if others is None:
+        others = other_load()
+    free = CORES - (1 if computing else 0) - round(others)
+    return max(1, free // max(1, running))
+
+
+def other_load() -> float:
+    """Cores kept busy by other programs: the 1-minute load average less this server's trainings' threads and its
+    computation (an estimate that follows a change within a minute or so; 0 where there is no load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    with _cond:
+        ours = sum(j.threads for j in _running)
+    return max(0.0, load - ours - (1 if background.computing() else 0))
 
 
 def _rebalance() -> None:
-    """Tell every running training that shares the cores its share (after a training started or ended)."""
+    """Tell every running training that shares the cores its share (after a change, and every REBALANCE_S)."""
     with _cond:
         live, running = [j for j in _running if j.shared], len(_running)
     if not live:
@@ -221,7 +238,18 @@ def _rebalance() -> None:
         job._tell(f"threads {threads}")
 
 
+REBALANCE_S = 10.0
+
+
+def _watch_load() -> None:
+    """While trainings run: other programs' load changes slowly, so their share is looked at every REBALANCE_S."""
+    while True:
+        time.sleep(REBALANCE_S)
+        _rebalance()
+
+
 background.listeners.append(_rebalance)
+threading.Thread(target=_watch_load, name="mtc-train-share", daemon=True).start()
 
 
 class _ProcessCallback(Callback):
