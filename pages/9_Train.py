@@ -12,8 +12,9 @@ st.caption(f"Runs are saved under `{runs.runs_dir()}`. Training runs in the back
            "come back here to watch it; any tab or session sees it and can cancel it. The toy dataset shows disentangled "
            "traversals after about a minute on a CPU. "
            + (f"Each training uses {training.TRAIN_THREADS} CPU thread(s) (MTC_TRAIN_THREADS)." if training.TRAIN_THREADS else
-              f"A training alone uses all {training.CORES} CPU cores, two running at once share them; "
-              "they run at a lower priority than the pages, so the pages stay responsive."))
+              f"A training uses the CPU cores nothing else needs: all {training.CORES} alone, half each with a second, "
+              "fewer while a page computes or other programs keep cores busy. Trainings run at a lower priority than the "
+              "pages, so the pages stay responsive."))
 
 names = list(MODELS)
 model_name = st.selectbox("Model", names, index=names.index("beta_tcvae"), key="train_model")
