@@ -761,14 +761,17 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     assert training.share(1, computing=False, others=2.2) == 2 and training.share(1, computing=True, others=3.0) == 1
 
 
-def test_other_load_leaves_out_this_servers_own_work(monkeypatch):
-    job = training.TrainingJob(config=tiny_config(), root=Path("."), label="x", threads=2)
-    monkeypatch.setattr(training.os, "getloadavg", lambda: (3.4, 0.0, 0.0))
-    monkeypatch.setattr(training, "_running", {job})
-    monkeypatch.setattr(background, "computing", lambda: True)
-    assert training.other_load() == pytest.approx(0.4)  # 3.4 - 2 training threads - 1 computation
-    monkeypatch.setattr(training.os, "getloadavg", lambda: (1.0, 0.0, 0.0))
-    assert training.other_load() == 0.0
+def test_cpu_time_is_read_from_proc():
+    # /proc/stat: user nice system idle iowait irq softirq steal guest guest_nice; busy = all but idle and iowait (guest
+    # time is already in user)
+    assert training.busy_ticks("cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 3 0\n") == 161
+    # /proc/<pid>/stat: utime and stime are fields 14 and 15, counted after a name that may hold spaces and brackets
+    assert training.process_ticks("4242 (my (odd) name) R 1 2 3 4 5 6 7 8 9 10 111 222 0 0 20 0 1 0 5") == 333
+    if Path("/proc/stat").is_file():  # this machine's: busy time only grows, and this process's is part of it
+        first = training._ticks()
+        sum(i * i for i in range(300_000))
+        second = training._ticks()
+        assert second[0] >= first[0] and second[1] >= first[1] and second[1] <= second[0]
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):

@@ -12,9 +12,10 @@ train at once; the rest wait in a FIFO queue and can be cancelled while they wai
 
 A training process shares the machine's cores with the trainings running beside it: alone it
 uses them all (what the CLI does by default), with a second one each gets half, one core less
-while the server computes something for a page (ui.background) and the cores other programs keep
-busy (the load average), and the app tells each process its share ("threads N" on stdin) when
-that changes and every 10 s, which it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
+while the server computes something for a page (ui.background) and the cores other programs kept
+busy over the last 10 s (/proc/stat less this server's and its trainings' own CPU time), and the
+app tells each process its share ("threads N" on stdin) when that changes and every 10 s, which
+it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
 `TRAIN_NICE`) so that the pages, which need a core for a fraction of a second now and then,
 take it from the training rather than wait. MTC_TRAIN_THREADS fixes the threads instead; a
 config with `num_threads` set keeps its own. The process dies with the server. A run
@@ -215,16 +216,46 @@ def share(running: int | None = None, computing: bool | None = None, others: flo
     return max(1, free // max(1, running))
 
 
+_others = 0.0  # cores other programs kept busy over the last REBALANCE_S (measured by _watch_load)
+
+
 def other_load() -> float:
-    """Cores kept busy by other programs: the 1-minute load average less this server's trainings' threads and its
-    computation (an estimate that follows a change within a minute or so; 0 where there is no load average)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return 0.0
+    """Cores kept busy by other programs over the last REBALANCE_S: the machine's busy CPU time (/proc/stat) less this
+    server's and its training processes' own (0 until measured, and where /proc is not there)."""
+    return _others
+
+
+def busy_ticks(stat: str) -> int:
+    """Busy CPU time of the whole machine, in clock ticks, from the text of /proc/stat (all but idle and iowait)."""
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0) - sum(fields[8:])  # guest time is in user
+
+
+def process_ticks(stat: str) -> int:
+    """utime + stime of one process, in clock ticks, from the text of /proc/<pid>/stat."""
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": the name may hold spaces
+    return int(fields[11]) + int(fields[12])
+
+
+def _own_pids() -> list[int]:
     with _cond:
-        ours = sum(j.threads for j in _running)
-    return max(0.0, load - ours - (1 if background.computing() else 0))
+        running = list(_running)
+    return [os.getpid(), *(j._process.pid for j in running if j._process is not None)]
+
+
+def _ticks() -> tuple[int, int] | None:
+    """(the machine's busy ticks, this server's and its trainings' ticks); None without /proc."""
+    try:
+        machine = busy_ticks(Path("/proc/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+    ours = 0
+    for pid in _own_pids():
+        try:
+            ours += process_ticks(Path(f"/proc/{pid}/stat").read_text())
+        except (OSError, ValueError, IndexError):
+            pass  # a training that just ended
+    return machine, ours
 
 
 def _rebalance() -> None:
@@ -242,9 +273,18 @@ REBALANCE_S = 10.0
 
 
 def _watch_load() -> None:
-    """While trainings run: other programs' load changes slowly, so their share is looked at every REBALANCE_S."""
+    """Every REBALANCE_S: measure the cores other programs kept busy, and give the trainings their new share."""
+    global _others
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    last, then = _ticks(), time.monotonic()
     while True:
         time.sleep(REBALANCE_S)
+        now, at = _ticks(), time.monotonic()
+        if now is not None and last is not None:
+            # a training that ended since `last` takes its ticks with it: the difference then counts them as others',
+            # for one period at most
+            _others = max(0.0, ((now[0] - last[0]) - (now[1] - last[1])) / hz / (at - then))
+        last, then = now, at
         _rebalance()
 
 
