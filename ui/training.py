@@ -13,8 +13,8 @@ train at once; the rest wait in a FIFO queue and can be cancelled while they wai
 A training process shares the machine's cores with the trainings running beside it: alone it
 uses them all (what the CLI does by default), with a second one each gets half, one core less
 while the server computes something for a page (ui.background) and the cores other programs kept
-busy over the last 10 s (/proc/stat less this server's and its trainings' own CPU time), and the
-app tells each process its share ("threads N" on stdin) when that changes and every 10 s, which
+busy over the last 2 s (/proc/stat less this server's and its trainings' own CPU time), and the
+app tells each process its share ("threads N" on stdin) when that changes and every 2 s, which
 it applies between two steps (torch.set_num_threads). Its priority is lowered (nice
 `TRAIN_NICE`) so that the pages, which need a core for a fraction of a second now and then,
 take it from the training rather than wait. MTC_TRAIN_THREADS fixes the threads instead; a
@@ -152,6 +152,7 @@ class TrainingJob:
         process.stdin.flush()
         with self._lock:
             self._process = process
+        _start_measuring_afresh()
         _rebalance()
         threading.Thread(target=_forward_cancel, args=(self, process), daemon=True).start()
         outcome = None
@@ -269,7 +270,18 @@ def _rebalance() -> None:
         job._tell(f"threads {threads}")
 
 
-REBALANCE_S = 10.0
+REBALANCE_S = 2.0
+
+
+_restart = threading.Event()
+
+
+def _start_measuring_afresh() -> None:
+    """A training starts: the last period's other load may be a program that has just ended (the CLI run before it, a
+    finished sweep), so it starts with every free core and the next period (REBALANCE_S later) corrects that."""
+    global _others
+    _others = 0.0
+    _restart.set()
 
 
 def _watch_load() -> None:
@@ -278,7 +290,10 @@ def _watch_load() -> None:
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     last, then = _ticks(), time.monotonic()
     while True:
-        time.sleep(REBALANCE_S)
+        if _restart.wait(REBALANCE_S):  # a training started: a new period from now
+            _restart.clear()
+            last, then = _ticks(), time.monotonic()
+            continue
         now, at = _ticks(), time.monotonic()
         if now is not None and last is not None:
             # a training that ended since `last` takes its ticks with it: the difference then counts them as others',
