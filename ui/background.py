@@ -53,6 +53,7 @@ class Task:
 
 def submit(key: Hashable, label: str, fn: Callable[..., Any], *args: Any) -> Task:
     """The task for `key`, started with `fn(task, *args)` on the worker unless it already exists (computing or done)."""
+    global _submitted
     with _lock:
         task = _tasks.get(key)
         if task is not None and not (task.done and task.future.exception() is not None and _retry(task)):
@@ -60,7 +61,6 @@ def submit(key: Hashable, label: str, fn: Callable[..., Any], *args: Any) -> Tas
             return task
         task = Task(key, label)
         _tasks[key] = task
-        global _submitted
         _submitted += 1
         _evict()
     _pool.submit(_run, task, fn, args)

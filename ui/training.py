@@ -95,9 +95,13 @@ class TrainingJob:
     started: float = 0.0
     finished: float = 0.0
     threads: int = 0  # torch threads the training process uses now (0 until it says)
-    shared: bool = True  # its threads follow `share()`; False when its config fixes them
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        """Its threads follow `share()`; False when its config fixes them."""
+        return not self.config.num_threads
 
     @property
     def done(self) -> bool:
@@ -176,7 +180,6 @@ class TrainingJob:
         with self._lock:
             self._process = None
         return outcome or ("failed", f"the training process ended without a word (exit code {process.returncode})")
-
 
     def _tell(self, line: str) -> None:
         """A line to the training process's stdin (lost if it has ended)."""
@@ -274,23 +277,33 @@ REBALANCE_S = 2.0
 
 
 _restart = threading.Event()
+_watcher: threading.Thread | None = None
 
 
 def _start_measuring_afresh() -> None:
     """A training starts: the last period's other load may be a program that has just ended (the CLI run before it, a
-    finished sweep), so it starts with every free core and the next period (REBALANCE_S later) corrects that."""
-    global _others
+    finished sweep), so it starts with every free core and the next period (REBALANCE_S later) corrects that. The
+    first training of the server process starts the watcher."""
+    global _others, _watcher
     _others = 0.0
     _restart.set()
+    with _cond:
+        if _watcher is None:
+            _watcher = threading.Thread(target=_watch_load, name="mtc-train-share", daemon=True)
+            _watcher.start()
 
 
 def _watch_load() -> None:
-    """Every REBALANCE_S: measure the cores other programs kept busy, and give the trainings their new share."""
+    """Every REBALANCE_S while trainings run: measure the cores other programs kept busy, and give the trainings their
+    new share. With none running it waits for the next one to start."""
     global _others
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    last, then = _ticks(), time.monotonic()
+    last, then = None, time.monotonic()
     while True:
-        if _restart.wait(REBALANCE_S):  # a training started: a new period from now
+        with _cond:
+            idle = not _running
+        # idle: asleep until a training starts; else one period, cut short when a training starts (a new period then)
+        if _restart.wait(None if idle else REBALANCE_S):
             _restart.clear()
             last, then = _ticks(), time.monotonic()
             continue
@@ -304,7 +317,6 @@ def _watch_load() -> None:
 
 
 background.listeners.append(_rebalance)
-threading.Thread(target=_watch_load, name="mtc-train-share", daemon=True).start()
 
 
 class _ProcessCallback(Callback):
@@ -413,7 +425,7 @@ def _start(job: TrainingJob) -> TrainingJob:
 def submit(config: TrainConfig, root: str | Path, label: str) -> TrainingJob:
     """Queue a training into a new run directory under root and start its worker thread; returns at once.
     Without an explicit `num_threads` the training shares the cores with those running beside it (`share`)."""
-    return _start(TrainingJob(config=config, root=Path(root), label=label, shared=not config.num_threads))
+    return _start(TrainingJob(config=config, root=Path(root), label=label))
 
 
 def resume(run_dir: str | Path) -> TrainingJob:
@@ -427,8 +439,7 @@ def resume(run_dir: str | Path) -> TrainingJob:
     if not isinstance(config.get("train"), dict):
         raise ValueError(f"{run_dir / io.CONFIG}: no training config to resume with")
     train_config = TrainConfig.from_dict(config["train"])
-    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir,
-                              shared=not train_config.num_threads))
+    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir))
 
 
 def _stored_command(run_dir: Path) -> str:

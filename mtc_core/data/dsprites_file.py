@@ -13,6 +13,7 @@ import numpy as np
 
 from mtc_core.data.base import GroundTruthDataset
 from mtc_core.data.npz import NpzArchive
+from mtc_core.data.shapes2d import SHAPES
 
 ENV_VAR = "MTC_DSPRITES"
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -33,7 +34,7 @@ class DSpritesFile(GroundTruthDataset):
 
     name = "dsprites"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
-    factor_classes = {"shape": ("square", "ellipse", "heart")}  # dSprites' order
+    factor_classes = {"shape": SHAPES}  # dSprites' order, which Shapes2D keeps
     summary = "dSprites (Matthey et al. 2017), read from the original file: a white square, ellipse or heart on black."
 
     def __init__(self, path=None):

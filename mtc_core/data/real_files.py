@@ -26,6 +26,7 @@ import numpy as np
 
 from mtc_core.data.base import GroundTruthDataset
 from mtc_core.data.npz import NpzArchive, describe_start
+from mtc_core.data.shapes3d import SHAPES
 
 SHAPES3D_ENV, MPI3D_ENV = "MTC_3DSHAPES", "MTC_MPI3D"
 MPI3D_GRID = "6,6,2,3,3,40,40"
@@ -74,7 +75,7 @@ class Shapes3DFile(GroundTruthDataset):
 
     name = "3dshapes"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-    factor_classes = {"shape": ("cube", "cylinder", "sphere", "capsule")}  # 3dshapes' order (DeepMind's README)
+    factor_classes = {"shape": SHAPES}  # 3dshapes' order (DeepMind's README), which Shapes3D keeps
     summary = "3dshapes (Burgess & Kim 2018), read from the original file: an object on a floor in front of a wall."
 
     def __init__(self, path=None):
