@@ -6,6 +6,17 @@ from mtc_core.train import TrainConfig
 TINY_MLP = {"latent_dim": 4, "hidden": 32}
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """A test's training with num_threads set (torch.set_num_threads, in the thread that trains) does not leak into the
+    next test's threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

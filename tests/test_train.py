@@ -112,8 +112,9 @@ def test_train_config_from_dict_refuses_unknown():
 
 
 def test_trainings_in_parallel_threads_stay_reproducible(tmp_path, tiny_config):
-    # Two sessions of the app train in threads of one process; each run's noise comes from its own generator.
-    configs = [tiny_config(model="beta_tcvae", seed=0), tiny_config(model="factor_vae", seed=1)]
+    # Two trainings in threads of one process; each run's noise comes from its own generator. Each sets its torch
+    # threads: OpenMP's thread count belongs to the thread that sets it, and another count sums in another order.
+    configs = [tiny_config(model="beta_tcvae", seed=0, num_threads=1), tiny_config(model="factor_vae", seed=1, num_threads=1)]
     threads = [threading.Thread(target=train, args=(c, tmp_path / f"par{i}")) for i, c in enumerate(configs)]
     for t in threads:
         t.start()
