@@ -233,6 +233,11 @@ def test_factor_vae_discriminator_loss_on_joint_and_permuted_codes(monkeypatch):
     for p_before, p_after in zip(before.parameters(), model.discriminator.parameters(), strict=True):
         assert not torch.equal(p_before, p_after)
     assert all(p.grad is None or not p.grad.abs().sum() for p in model.vae_parameters())  # only the discriminator learnt
+    # its own Adam (made at the first step: a model loaded to encode has none) holds the discriminator's parameters only
+    group = model.disc_optimizer.param_groups[0]
+    assert [id(p) for p in group["params"]] == [id(p) for p in model.discriminator.parameters()]
+    assert (group["lr"], group["betas"]) == (model.config.disc_lr, (0.5, 0.9))
+    assert tiny_model("factor_vae", disc_width=16, disc_depth=2)._disc_optimizer is None
 
 
 @pytest.mark.parametrize(("dip_type", "lambda_od", "lambda_d"), [("i", 3.0, 7.0), ("ii", 3.0, 7.0), ("i", 2.0, None), ("ii", 2.0, None)])

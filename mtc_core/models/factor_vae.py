@@ -39,7 +39,15 @@ class FactorVAE(VAE):
     def __init__(self, config: FactorVAEConfig):
         super().__init__(config)
         self.discriminator = Discriminator(latent_dim=config.latent_dim, width=config.disc_width, depth=config.disc_depth)
-        self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.disc_lr, betas=(0.5, 0.9))
+        self._disc_optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def disc_optimizer(self) -> torch.optim.Optimizer:
+        """The discriminator's Adam, made on first use: a model loaded to encode never needs one, and the first optimizer
+        a process builds imports torch's compiler (~1.4 s, a model switch in the app)."""
+        if self._disc_optimizer is None:
+            self._disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.disc_lr, betas=(0.5, 0.9))
+        return self._disc_optimizer
 
     def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
