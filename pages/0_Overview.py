@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import charts, pages, runs, widgets
+from ui import charts, pages, runs, svg_charts, widgets
 
 pages.through_app()
 
@@ -22,16 +22,24 @@ if not datasets:
             + ("" if zoo else widgets.NO_MODEL))
     st.stop()
 
-left, middle, right = st.columns([2, 2, 3])
+left, middle, right = st.columns([2, 2, 3], vertical_alignment="bottom")
 dataset = left.segmented_control("Dataset", datasets, default="shapes2d" if "shapes2d" in datasets else datasets[0], key="ov_dataset")
 dataset = dataset or datasets[0]
 estimator = middle.segmented_control("TC estimator", ["gaussian", "knn"], default="gaussian", key="ov_estimator",
                                      format_func={"gaussian": "Gaussian", "knn": "kNN"}.get) or "gaussian"
-with right:
-    widgets.figure_format()
+interactive = right.toggle("Interactive chart (zoom, PNG)", key="ov_interactive",
+                           help="The same figure drawn by plotly. Off, the chart is a static SVG: the first screen then "
+                                "needs no chart library in the browser; hover a bar for its value.")
 groups = runs.aggregate([r for r in rows if r["dataset"] == dataset])
-widgets.plotly_chart(charts.tc_story(groups, estimator), key="ov_story")
-st.caption("Bars: mean over the seeds in the zoo, error bars: sd over seeds (one seed: the estimate's 95% interval), ticks: "
+if interactive:
+    widgets.figure_format()
+    widgets.plotly_chart(charts.tc_story(groups, estimator), key="ov_story")
+else:
+    story = svg_charts.tc_story_svg(groups, estimator)
+    st.markdown(story, unsafe_allow_html=True)  # st.html's sanitiser keeps HTML only, no SVG
+    st.download_button("Download SVG", story.encode(), file_name=f"tc_story_{dataset}_{estimator}.svg", mime="image/svg+xml",
+                       key="ov_story_svg", icon=":material/download:")
+st.caption("Bars: mean over the seeds in the zoo, whiskers: sd over seeds (one seed: the estimate's 95% interval), ticks: "
            "the seeds. Every value is the model's stored evaluation (`evaluate`: 10,000 points, the same numbers as "
            "RESULTS.md). Left and right panels share the rows; the right panel's parts add up to the mean codes' Gaussian "
            "TC exactly: TC(all) = TC(active) + TC(passive) + I(active; passive).")

@@ -12,6 +12,7 @@ import statistics
 import struct
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +198,24 @@ def _bars(spec: dict, name: str, axis: str = "x") -> dict[str, dict]:
     return {t["y"][0]: t for t in spec["data"] if t["type"] == "bar" and t["name"] == name and t.get("xaxis", "x") == axis}
 
 
+def story_svg(at: AppTest) -> ET.Element:
+    """The Overview's static story chart (an SVG in a Markdown element)."""
+    return ET.fromstring(next(m.value for m in at.markdown if m.value.startswith("<svg")))
+
+
 def test_overview_tells_the_story_from_stored_evaluations(zoo_dirs):
     at = open_page("Overview")
-    spec = plotly_specs(at)[0]
     tcs = [io.read_json(zoo_dirs["zoo"] / folder / io.METRICS)["evaluation"]["tc"] for folder, *_ in ZOO]
+    # first the static chart (no plotly.js in the browser): one bar per configuration and code, at the stored values
+    assert not at.get("plotly_chart")
+    svg_bars = {(r.get("data-row"), r.get("data-series")): float(r.get("data-value"))
+                for r in story_svg(at).iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "bar"}
+    assert svg_bars["beta-TCVAE (beta 6)", "mean"] == pytest.approx(statistics.mean(report_value(tc, "mean", "gaussian") for tc in tcs[:2]))
+    assert svg_bars["RTC-VAE (ours)", "sampled"] == pytest.approx(report_value(tcs[2], "sampled", "gaussian"))
+    assert at.get("download_button")[0].proto.label == "Download SVG"
+    # the same figure drawn by plotly, on request
+    at.toggle(key="ov_interactive").set_value(True).run()
+    spec = plotly_specs(at)[0]
     mean_bars, sampled_bars = _bars(spec, "mean codes mu(x)"), _bars(spec, "sampled codes z")
     assert set(mean_bars) == {"beta-TCVAE (beta 6)", "RTC-VAE (ours)"}
     # two seeds: the bar is their mean, the error bar their sd, each seed a tick

@@ -203,17 +203,25 @@ def test_the_story_screen_tells_the_claim(server, page, screenshots):
     page.goto(server["url"])
     settle(page, STORY)
     assert_no_exception(page)
-    chart = page.locator(".js-plotly-plot").first
-    chart.wait_for(state="visible")
-    assert page.locator(".js-plotly-plot .barlayer .point").count() >= 4  # mean and sampled bars of several families
+    # the story chart is a static SVG (the first screen loads no plotly.js): a bar per code and family, hover text per bar
+    page.locator("svg.mtc-story rect.bar").first.wait_for(state="visible")
+    assert page.locator("svg.mtc-story rect.bar[data-series=mean]").count() >= 4
+    assert "mean codes mu(x)" in page.locator("svg.mtc-story rect.bar[data-series=mean] title").first.text_content()
+    assert page.get_by_role("button", name="Download SVG").count() == 1
+    assert page.locator(".js-plotly-plot").count() == 0
     assert page.get_by_text("What the zoo shows").count() == 1
     assert page.get_by_role("link", name="The theorem, interactive").count() == 1
     wide = page.evaluate("() => [...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
                          ".some(e => e.scrollWidth > e.clientWidth + 1)")
     assert not wide, "the story screen scrolls sideways"
-    assert page.locator(".modebar-btn[data-title='Download plot' i], .modebar-btn[data-title='Download plot as a SVG' i]").count() >= 1
     assert_offline(page, server["url"])
     screenshot(page, screenshots, "overview")
+    # the same figure in plotly on request, its toolbar saving SVG
+    page.get_by_text("Interactive chart (zoom, PNG)").click()
+    page.locator(".js-plotly-plot .barlayer .point").first.wait_for(state="visible")
+    assert page.locator(".js-plotly-plot .barlayer .point").count() >= 4
+    assert page.locator(".modebar-btn[data-title='Download plot' i], .modebar-btn[data-title='Download plot as a SVG' i]").count() >= 1
+    assert_offline(page, server["url"])
     page.get_by_role("link", name="Two models side by side").click()
     settle(page, "Two models side by side")
 

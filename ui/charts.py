@@ -27,7 +27,8 @@ def _error(value: dict) -> dict:
     return {"visible": False}
 
 
-def _spread(value: dict) -> str:
+def spread(value: dict) -> str:
+    """The spread of an aggregated value for hover text: sd over seeds, or one seed's 95% interval."""
     if value["sd"] is not None:
         return f" ± {value['sd']:.3f} (sd over {len(value['per_seed'])} seeds)"
     if value["ci"] is not None:
@@ -50,7 +51,7 @@ def tc_story(groups: list[dict], estimator: str = "gaussian") -> go.Figure:
     names = [short_name(g["label"], g["dataset"]) for g in groups]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.55, 0.45], horizontal_spacing=0.03,
                         subplot_titles=(f"TC of the codes ({'Gaussian' if estimator == 'gaussian' else 'kNN'} estimate, nats)",
-                                        "Where the mean codes' TC lives (nats)"))
+                                        "Where the mean codes' Gaussian TC lives (nats)"))
     for code, colour, title in (("sampled", SAMPLED_COLOUR, "sampled codes z"), ("mean", MEAN_COLOUR, "mean codes mu(x)")):
         for name, g in zip(names, groups, strict=True):
             value = g[code + suffix]
@@ -58,7 +59,7 @@ def tc_story(groups: list[dict], estimator: str = "gaussian") -> go.Figure:
                 continue
             fig.add_trace(go.Bar(y=[name], x=[value["mean"]], orientation="h", name=title, legendgroup=code, marker_color=colour,
                                  showlegend=name == names[0], error_x=_error(value), offsetgroup=code,
-                                 hovertemplate=f"{g['label']}<br>{title}: {value['mean']:.3f}{_spread(value)}<extra></extra>"),
+                                 hovertemplate=f"{g['label']}<br>{title}: {value['mean']:.3f}{spread(value)}<extra></extra>"),
                           row=1, col=1)
             if len(value["per_seed"]) > 1:
                 fig.add_trace(go.Scatter(y=[name] * len(value["per_seed"]), x=value["per_seed"], mode="markers", legendgroup=code,
@@ -74,7 +75,7 @@ def tc_story(groups: list[dict], estimator: str = "gaussian") -> go.Figure:
                 continue
             fig.add_trace(go.Bar(y=[name], x=[value["mean"]], orientation="h", name=title, legendgroup=key, marker_color=PART_COLOURS[key],
                                  showlegend=name == names[0],
-                                 hovertemplate=f"{g['label']}<br>mean codes, {title}: {value['mean']:.3f}{_spread(value)}<extra></extra>"),
+                                 hovertemplate=f"{g['label']}<br>mean codes, {title}: {value['mean']:.3f}{spread(value)}<extra></extra>"),
                           row=1, col=2)
     fig.update_layout(barmode="group", height=110 + 46 * len(groups), margin={"t": 60, "b": 10, "l": 10, "r": 10},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0}, bargap=0.25)
@@ -112,7 +113,7 @@ def tc_scatter(groups: list[dict], estimator: str = "gaussian", per_seed: bool =
             x=[x["mean"]], y=[y["mean"]], mode="markers", name=g["family"], legendgroup=g["family"], showlegend=g["family"] not in shown,
             marker={"color": colour, "size": 12, "line": {"color": "white", "width": 1}}, error_x=_error(x), error_y=_error(y),
             hovertemplate=(f"<b>{g['label']}</b><br>seeds: {', '.join(str(s) for s in g['seeds'])}<br>"
-                           f"mean codes: {y['mean']:.3f}{_spread(y)}<br>sampled codes: {x['mean']:.3f}{_spread(x)}<extra></extra>")))
+                           f"mean codes: {y['mean']:.3f}{spread(y)}<br>sampled codes: {x['mean']:.3f}{spread(x)}<extra></extra>")))
         shown.add(g["family"])
         if per_seed and len(x["per_seed"]) > 1 and len(x["per_seed"]) == len(y["per_seed"]):
             fig.add_trace(go.Scatter(x=x["per_seed"], y=y["per_seed"], mode="markers", legendgroup=g["family"], showlegend=False,

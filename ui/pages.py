@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import runpy
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,14 +46,27 @@ def navigation(position: str = "sidebar") -> st.Page:
                           for i, (title, (script, icon)) in enumerate(PAGES.items())], position=position)
 
 
+WAIT_BUDGET_S = 1.0  # how long one run of a page waits in all for background results before it draws their progress
+
+
 @contextmanager
 def frame() -> Iterator[None]:
-    """app.py runs the page inside this: the page's `through_app()` then knows it has the app's sidebar."""
-    _inside.active = True
+    """app.py runs the page inside this: the page's `through_app()` then knows it has the app's sidebar, and the page's
+    waits for background results share one budget (`wait_left`)."""
+    _inside.active, _inside.deadline = True, time.monotonic() + WAIT_BUDGET_S
     try:
         yield
     finally:
         _inside.active = False
+
+
+def wait_left(default: float) -> float:
+    """Seconds this page run may still wait for background results: what is left of WAIT_BUDGET_S, so that a page that
+    waits for several results shows the quick ones at once (one drawing, no progress bar) and, when they are slow, its
+    progress after at most the budget; `default` outside app.py's frame."""
+    if not getattr(_inside, "active", False):
+        return default
+    return max(0.0, _inside.deadline - time.monotonic())
 
 
 def through_app() -> None:

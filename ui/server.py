@@ -16,7 +16,7 @@ import threading
 
 # what the first page's script run imports (app.py, the Overview page and what their modules import at top level)
 WARM = ("torch", "numpy", "pandas", "plotly.graph_objects", "mtc_core.figures", "mtc_core.estimators", "ui.widgets",
-        "ui.cache", "ui.runs", "ui.charts", "ui.train_view", "ui.pages")
+        "ui.cache", "ui.runs", "ui.charts", "ui.svg_charts", "ui.train_view", "ui.pages")
 
 
 def warm(modules: tuple[str, ...] = WARM) -> list[str]:

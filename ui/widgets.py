@@ -18,7 +18,7 @@ from mtc_core import figures, io
 from mtc_core.data import GroundTruthDataset
 from mtc_core.estimators import report
 from mtc_core.models import VAE
-from ui import background, cache, runs
+from ui import background, cache, pages, runs
 
 RUN_KEY = "run_path"  # the sidebar picker's value: the selected run directory
 PENDING_KEY = "run_path_next"  # set by the Train page; selected at the next rerun, before the picker is drawn
@@ -108,12 +108,12 @@ def loaded_run() -> tuple[str, VAE, dict] | None:
     return load(selected_run())
 
 
-def wait(task: background.Task, key: str, wait_s: float = 0.3) -> Any:
-    """The task's value when it is done (after waiting up to `wait_s`, so quick ones show at once); else None, after
-    drawing its progress, redrawn every POLL_S until it is done, then the whole page reruns with the value.
-    A failed computation shows its reason (None is returned)."""
+def wait(task: background.Task, key: str, wait_s: float | None = None) -> Any:
+    """The task's value when it is done (after waiting up to `wait_s`, by default what is left of the page run's budget,
+    `pages.wait_left`, so quick ones show at once); else None, after drawing its progress, redrawn every POLL_S until it
+    is done, then the whole page reruns with the value. A failed computation shows its reason (None is returned)."""
     try:
-        return task.value(wait=wait_s)
+        return task.value(wait=pages.wait_left(0.3) if wait_s is None else wait_s)
     except TimeoutError:
         st.fragment(_progress, run_every=POLL_S)(task.key, key)
         return None
