@@ -59,7 +59,29 @@ def test_a_shipped_zoo_model_s_codes_reproduce_its_stored_metrics(tmp_path):
     points = encoded_points(model, dataset, num_train=settings["num_train"], num_test=settings["num_test"], seed=settings["seed"])
     path = save_codes(tmp_path / "toy-vae.npz", codes_from_points(*points, dataset.factor_names))
     assert main(["evaluate-codes", str(path), "--seed", str(settings["seed"])]) == 0
-    assert_same_as_evaluate(io.read_json(tmp_path / "toy-vae.analysis.json"), stored)
+    analysed = io.read_json(tmp_path / "toy-vae.analysis.json")
+    # the stored numbers were computed on another machine: another CPU's float32 kernels (AVX2 there, AVX-512 here) move
+    # the codes' last bits and the estimates at ~1e-4; on one machine the path is exact (the test above)
+    assert_close(analysed["tc"], stored["tc"])
+    assert_close(analysed["activity"], stored["activity"])
+    for rep in ("mean", "sampled"):
+        assert_close(without_interventions(analysed[rep]), without_interventions(stored[rep]))
+
+
+def assert_close(got, want, where: str = "", rel: float = 1e-3, abs_: float = 1e-5) -> None:
+    """The same nested structure, with numbers equal to `rel` (or `abs_` near 0) and everything else equal."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (where, got, want)
+        for key in want:
+            assert_close(got[key], want[key], f"{where}.{key}", rel, abs_)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), (where, got, want)
+        for k, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_close(g, w, f"{where}[{k}]", rel, abs_)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=rel, abs=abs_, nan_ok=True), where
+    else:
+        assert got == want, where
 
 
 def test_without_factors_every_point_is_scored_without_the_factor_metrics(rng):
