@@ -220,7 +220,9 @@ def browser_numbers(zoo: Path, servers: int, count: int) -> tuple[list[tuple[flo
                         # the sidebar names the new model; then every run has ended with no element left from the previous
                         # one (stale) and no progress bar: the heatmaps of the new model's encoded points are drawn
                         page.get_by_text(re.compile(re.escape(f"{entry.label} · {entry.model}"))).wait_for()
-                        done = page.wait_for_function(f"() => ({PAGE_DRAWN})() && performance.now() - window.__clicked").json_value()
+                        # (window.__table is part of the condition: a watcher that never saw the table times out, no number)
+                        done = page.wait_for_function(
+                            f"() => ({PAGE_DRAWN})() && window.__table && performance.now() - window.__clicked").json_value()
                         table = page.evaluate("() => window.__table - window.__clicked")
                         switches.append((entry.label, table / 1000, done / 1000))
                         settled(page)

@@ -5,7 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ui.svg_charts import extent, tc_story_svg, ticks, wrap
+from ui.charts import extent
+from ui.svg_charts import tc_story_svg, ticks, wrap
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 
@@ -50,13 +51,6 @@ def test_long_labels_wrap_once_at_a_comma_or_bracket():
     assert wrap("beta-TCVAE (beta 6)") == ["beta-TCVAE (beta 6)"]
     assert wrap("RTC-VAE (ours, Gaussian mean-TC, lambda 2, warm-up 5k)") == ["RTC-VAE (ours, Gaussian mean-TC,",
                                                                              "lambda 2, warm-up 5k)"]
-
-
-def test_error_bars_are_the_sd_or_the_single_seeds_interval():
-    assert extent(value(1.2, 0.1)) == pytest.approx((1.1, 1.3))
-    assert extent(value(0.05, None, ci=(0.04, 0.07))) == (0.04, 0.07)
-    assert extent(value(0.05, None, ci=(0.06, 0.07))) == (0.05, 0.07)  # a percentile interval above its estimate
-    assert extent(value(None)) is None and extent(value(0.3)) is None
 
 
 @pytest.mark.parametrize("estimator", ["gaussian", "knn"])

@@ -17,14 +17,25 @@ FAMILY_COLOURS = {"VAE": "#7f7f7f", "beta-VAE": "#bcbd22", "beta-TCVAE": "#1f77b
 PART_COLOURS = {"mean_between": "#ff7f0e", "mean_active": "#7f7f7f", "mean_passive": "#c7c7c7"}  # not the codes' colours
 
 
-def _error(value: dict) -> dict:
-    """Error bar of an aggregated value: the sd over seeds, or for one seed the 95% interval of its estimate."""
+def extent(value: dict) -> tuple[float, float] | None:
+    """(low, high) of an aggregated value's error bar: mean ± sd over seeds, or for one seed its estimate's 95% interval
+    (widened to hold the estimate: a percentile interval can sit beside it); None when there is neither."""
+    if value["mean"] is None:
+        return None
     if value["sd"] is not None:
-        return {"type": "data", "array": [value["sd"]], "visible": True}
-    if value["ci"] is not None and value["mean"] is not None:
-        return {"type": "data", "symmetric": False, "array": [max(value["ci"][1] - value["mean"], 0.0)],
-                "arrayminus": [max(value["mean"] - value["ci"][0], 0.0)], "visible": True}
-    return {"visible": False}
+        return value["mean"] - value["sd"], value["mean"] + value["sd"]
+    if value["ci"] is not None:
+        return min(value["ci"][0], value["mean"]), max(value["ci"][1], value["mean"])
+    return None
+
+
+def _error(value: dict) -> dict:
+    """The plotly error bar of an aggregated value: its `extent` around the mean."""
+    ends = extent(value)
+    if ends is None:
+        return {"visible": False}
+    return {"type": "data", "symmetric": False, "array": [ends[1] - value["mean"]], "arrayminus": [value["mean"] - ends[0]],
+            "visible": True}
 
 
 def spread(value: dict) -> str:

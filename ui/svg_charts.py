@@ -11,24 +11,12 @@ import math
 from html import escape
 
 from mtc_core.figures import MEAN_COLOUR, SAMPLED_COLOUR
-from ui.charts import PART_COLOURS, short_name, spread
+from ui.charts import PART_COLOURS, extent, short_name, spread
 
 WIDTH, ROW, TOP, FONT = 1000, 46, 40, 13
 CODES = (("sampled", SAMPLED_COLOUR, "sampled codes z"), ("mean", MEAN_COLOUR, "mean codes mu(x)"))
 PARTS = (("mean_between", "between active and passive, I(A; P)"), ("mean_active", "among active latents"),
          ("mean_passive", "among passive latents"))
-
-
-def extent(value: dict) -> tuple[float, float] | None:
-    """(low, high) of an aggregated value's error bar: mean ± sd over seeds, or for one seed its estimate's 95% interval
-    (the same bars as the plotly chart's)."""
-    if value["mean"] is None:
-        return None
-    if value["sd"] is not None:
-        return value["mean"] - value["sd"], value["mean"] + value["sd"]
-    if value["ci"] is not None:
-        return min(value["ci"][0], value["mean"]), max(value["ci"][1], value["mean"])
-    return None
 
 
 def ticks(low: float, high: float) -> list[float]:
