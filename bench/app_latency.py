@@ -22,7 +22,7 @@ last server, for `--switches` Shapes2D models, from the click on the model in th
 the page): to its TC table (the stored numbers) drawn, and to its whole Mean vs sampled TC page drawn with nothing
 stale and no progress bar left, its heatmaps included (their points are encoded in the background).
 
-Traversal grid: mtc_core.traversal.traverse of 10 latents x 10 steps + mtc_core.figures.image_grid for a toy MLP and an
+Traversal grid: mtc_core.visualize.traversal.traverse of 10 latents x 10 steps + mtc_core.visualize.figures.image_grid for a toy MLP and an
 untrained conv64 model (the zoo's architecture). Goal: < 150 ms. Prints markdown tables.
 """
 
@@ -64,7 +64,7 @@ import time, sys
 sys.path.insert(0, {str(ROOT)!r})
 from streamlit.testing.v1 import AppTest  # the server has streamlit loaded before any session
 start = time.perf_counter()
-import ui.pages, ui.runs, ui.widgets, ui.train_view, ui.cache, ui.charts  # what app.py's first run imports
+import ui.pages, ui.layout, services.run_listing, ui.widgets, ui.train_view, ui.cache, mtc_core.visualize.charts  # what app.py's first run imports
 imports = time.perf_counter() - start
 start = time.perf_counter()
 at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=600)
@@ -84,7 +84,7 @@ def timed(fn) -> float:
 
 
 def wait_background(timeout: float = 600) -> float:
-    from ui import background
+    from services import background
 
     start = time.perf_counter()
     while background.pending() and time.perf_counter() - start < timeout:
@@ -105,14 +105,14 @@ def model_switches(count: int) -> list[tuple[str, float, float]]:
     points are ready when they did not)."""
     from streamlit.testing.v1 import AppTest
 
-    from ui import runs
+    from services import run_listing, run_tables
     from ui.pages import PAGE_FILES
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
     at.switch_page(PAGE_FILES["Mean vs sampled TC"]).run()
     wait_background()
     current = at.sidebar.selectbox(key="run_path").value
-    others = [e for e in runs.available_runs() if e.dataset == "shapes2d" and e.path != current and runs.read_evaluation(e.path)]
+    others = [e for e in run_listing.available_runs() if e.dataset == "shapes2d" and e.path != current and run_tables.read_evaluation(e.path)]
     rows = []
     for entry in others[:count]:
         at.sidebar.selectbox(key="run_path").set_value(entry.path)
@@ -133,10 +133,10 @@ def side_by_side() -> tuple[float, float, float]:
     first = timed(at.run)
     encoded = wait_background()
     at.run()
-    from ui import runs
+    from services import run_listing
 
     a, b = at.selectbox(key="sbs_a").value, at.selectbox(key="sbs_b").value
-    other = next(e.path for e in runs.available_runs() if e.path not in (a, b) and e.dataset == "shapes2d")
+    other = next(e.path for e in run_listing.available_runs() if e.path not in (a, b) and e.dataset == "shapes2d")
     at.selectbox(key="sbs_b").set_value(other)
     switch = timed(at.run)
     return first, encoded, switch
@@ -150,8 +150,7 @@ def page_latency(repeats: int) -> list[tuple[str, float, float]]:
     rows = []
     for title, page in PAGE_FILES.items():
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
-        if title != "Overview":
-            at.switch_page(page)
+        at.switch_page(page)  # the Overview is app.py itself
         cold = timed(at.run)
         wait_background()
         at.run()
@@ -164,7 +163,7 @@ def page_latency(repeats: int) -> list[tuple[str, float, float]]:
 def grid_latency(model, repeats: int) -> float:
     import numpy as np
 
-    from mtc_core import figures, traversal
+    from mtc_core.visualize import figures, traversal
 
     latents = np.arange(10)
     values = np.tile(np.linspace(-2, 2, 10), (10, 1))
@@ -184,9 +183,9 @@ def browser_numbers(zoo: Path, servers: int, count: int) -> tuple[list[tuple[flo
     import re
 
     from bench.app_server import app_server, chromium, settled
-    from ui import runs
+    from services import run_listing, run_tables
 
-    entries = [e for e in runs.available_runs() if e.dataset == "shapes2d" and runs.read_evaluation(e.path)]
+    entries = [e for e in run_listing.available_runs() if e.dataset == "shapes2d" and run_tables.read_evaluation(e.path)]
     firsts, switches = [], []
     with chromium() as browser:
         for k in range(servers):

@@ -34,16 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.app_server import ROOT, app_server, chromium, settled  # noqa: E402
-from mtc_core import io  # noqa: E402
+from mtc_core import runs  # noqa: E402
 
 GOAL = 0.8
 
 
-def app_run(browser, url: str, runs: Path, steps: int, probe: bool) -> tuple[Path, float | None]:
+def app_run(browser, url: str, runs_root: Path, steps: int, probe: bool) -> tuple[Path, float | None]:
     """Train from the Train page; returns (run dir, seconds to render the Theorem page in a second tab meanwhile)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(600_000)
-    before = set(runs.iterdir()) if runs.is_dir() else set()
+    before = set(runs_root.iterdir()) if runs_root.is_dir() else set()
     page.goto(f"{url}/Train")
     page.get_by_role("heading", name="Train a model").wait_for()
     settled(page)
@@ -54,8 +54,8 @@ def app_run(browser, url: str, runs: Path, steps: int, probe: bool) -> tuple[Pat
     if probe:
         page.wait_for_timeout(3000)  # training under way
         busy = page_time(browser, f"{url}/Theorem")
-    (run,) = set(runs.iterdir()) - before
-    while not (run / io.METRICS).is_file() or io.read_json(run / io.CONFIG).get("status") == "running":
+    (run,) = set(runs_root.iterdir()) - before
+    while not (run / runs.METRICS).is_file() or runs.read_json(run / runs.CONFIG).get("status") == "running":
         page.wait_for_timeout(500)  # the page stays open, redrawing its progress, as a user watching would have it
     page.close()
     return run, busy
@@ -87,7 +87,7 @@ def app_threads(command: str) -> int:
 
 
 def speed(run: Path) -> float:
-    return io.read_json(run / io.METRICS)["training"]["steps_per_s"]
+    return runs.read_json(run / runs.METRICS)["training"]["steps_per_s"]
 
 
 def main() -> None:
@@ -105,7 +105,7 @@ def main() -> None:
             for r in range(args.rounds):
                 run, _ = app_run(browser, url, tmp / "runs", args.steps, probe=False)
                 results["app"].append(speed(run))
-                command = io.read_json(run / io.CONFIG)["command"]
+                command = runs.read_json(run / runs.CONFIG)["command"]
                 results["cli0"].append(cli_run(command, tmp / f"cli0-{r}", app_threads(command)))
                 results["cli1"].append(cli_run(command, tmp / f"cli1-{r}", 1))
                 print(f"round {r + 1}: app {results['app'][-1]:.1f}, CLI the same command {results['cli0'][-1]:.1f}, "

@@ -1,10 +1,10 @@
 """Bias and spread of every TC estimator against a closed form, at the sizes the trainer and the app use.
 
-Known answer (`mtc_core.estimators.synthetic`, DESIGN 1.4): N mean codes mu_n ~ N(0, C_mu) with a fixed
-diagonal posterior variance, so the sampled codes are N(0, C_mu + diag s) and the aggregated posterior tends
-to it; both TCs are closed form. Cases, D = 10, s = 0.5: equicorrelated means with rho 0, 0.3, 0.6 (DESIGN 1.1)
-and a passive-like case (9 independent active latents, one passive latent with Var mu 0.005 correlated 0.95
-with latent 0, posterior variance 0.995).
+Known answer (`mtc_core.theory.synthetic`; docs/design.md, "Reading a TC estimate"): N mean codes
+mu_n ~ N(0, C_mu) with a fixed diagonal posterior variance, so the sampled codes are N(0, C_mu + diag s) and the
+aggregated posterior tends to it; both TCs are closed form. Cases, D = 10, s = 0.5: equicorrelated means with rho
+0, 0.3, 0.6 (docs/design.md, "The theorem") and a passive-like case (9 independent active latents, one passive
+latent with Var mu 0.005 correlated 0.95 with latent 0, posterior variance 0.995).
 
 Each cell draws fresh data per seed and reports estimate - closed form (mean and sd over seeds). A minibatch is
 B points drawn without replacement from a finite set of N i.i.d. points, which is distributed as B i.i.d. points,
@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +34,13 @@ from mtc_core.estimators import (
     gaussian_tc,
     mean_tc_gaussian,
     mean_tc_kde,
-    passive_posterior,
-    passive_tc,
     sampled_cov,
-    synthetic_posterior,
-    synthetic_tc,
     tc_dataset,
     tc_knn,
     tc_mss,
     tc_mws,
 )
+from mtc_core.theory import passive_posterior, passive_tc, synthetic_posterior, synthetic_tc
 
 D, S = 10, 0.5
 SHAPES2D = 737_280
@@ -155,45 +153,42 @@ def _find(rows: list[dict], estimator: str, size: str) -> dict:
     return next(r for r in rows if r["cell"].estimator.startswith(estimator) and r["cell"].size == size)
 
 
-def document(rows: list[dict], seconds: float) -> str:
-    def at(estimator, size, case="rho 0"):
-        r = _find(rows, estimator, size)
-        return f"{r['bias'][case]:+.2f} ± {r['sd'][case]:.2f}"
+def _at(rows: list[dict], estimator: str, size: str, case: str = "rho 0") -> str:
+    r = _find(rows, estimator, size)
+    return f"{r['bias'][case]:+.2f} ± {r['sd'][case]:.2f}"
 
-    def worst(estimator):
-        """Largest |bias| and largest sd over every case and size of the rows starting with `estimator`."""
-        picked = [r for r in rows if r["cell"].estimator.startswith(estimator)]
-        return (max(abs(b) for r in picked for b in r["bias"].values()), max(sd for r in picked for sd in r["sd"].values()))
 
-    def bias(estimator, size, case):
-        return _find(rows, estimator, size)["bias"][case]
+def _worst(rows: list[dict], estimator: str) -> tuple[float, float]:
+    """Largest |bias| and largest sd over every case and size of the rows starting with `estimator`."""
+    picked = [r for r in rows if r["cell"].estimator.startswith(estimator)]
+    return (max(abs(b) for r in picked for b in r["bias"].values()), max(sd for r in picked for sd in r["sd"].values()))
 
-    gauss, knn = worst("Gaussian"), worst("kNN")
-    offsets = ", ".join(f"{(D - 1) * math.log(n):.1f} at N = {n:,}" for n in (2_000, 10_000, SHAPES2D))
+
+def _offsets() -> str:
+    """MWS's exact (D - 1) log N offset at the dataset sizes in use."""
+    return ", ".join(f"{(D - 1) * math.log(n):.1f} at N = {n:,}" for n in (2_000, 10_000, SHAPES2D))
+
+
+def _signs(rows: list[dict]) -> tuple[str, str]:
+    """What the document says about the sign of MSS's bias (N >= 10,000) and of MWS's, from the rows."""
     mss_sizes = [f"B = {b}, dataset_size = {n:,}" for b in (64, 256, 512) for n in (10_000, SHAPES2D)]
-    mss_negative = all(bias("MSS", size, c.name) < 0 for size in mss_sizes for c in CASES)
+    mss_negative = all(_find(rows, "MSS", size)["bias"][c.name] < 0 for size in mss_sizes for c in CASES)
     mss_sign = ("It reads **below** the truth in every case at every batch size once N >= 10,000" if mss_negative
                 else "Its sign depends on the case and sizes (see the table)")
     mws_positive = all(r["bias"][c.name] > 0 for r in rows if r["cell"].estimator.startswith("MWS") for c in CASES)
     mws_sign = "; above the truth in every case and batch size" if mws_positive else ""
+    return mss_sign, mws_sign
+
+
+def _findings(rows: list[dict]) -> str:
+    """The bullet list that reads the table, one bullet per estimator family."""
+    at = partial(_at, rows)
+    gauss, knn = _worst(rows, "Gaussian"), _worst(rows, "kNN")
+    offsets = _offsets()
+    mss_sign, mws_sign = _signs(rows)
     small_sample = ", ".join(f"{D * (D - 1) / (4 * b):.2f}" for b in (64, 256, 512))
-    passive_kde = ", ".join(f"{bias('penalty mean_tc_kde', f'B = {b}', 'passive copy'):+.2f}" for b in (64, 256, 512))
-    return f"""# How far each TC estimator is from the truth, at the sizes in use
-
-Every TC in MTC Explorer comes from an estimator with a bias that depends on the sample or batch size. This table
-measures each against a closed form (DESIGN 1.4): N mean codes mu_n ~ N(0, C_mu) with a fixed diagonal posterior
-variance, so the sampled codes are exactly N(0, C_mu + diag s) and the aggregated posterior q(z) tends to it as N
-grows (`mtc_core.estimators.synthetic`). D = {D} latents, posterior variance s = {S}. Bias = estimate - closed form,
-in nats; ± is the standard deviation over seeds (a fresh dataset or batch per seed), the spread of a single reading
-(the standard error of the bias is sd / sqrt(seeds)). `tests/test_estimator_bias.py` holds the estimators to these
-numbers.
-
-**Measurements** (what the app and `evaluate` report as a model's TC): the Gaussian TC and kNN on mean and sampled
-codes, and the dataset Monte-Carlo on the aggregated posterior. **Training signals** (what the losses optimise):
-MSS and MWS on a minibatch of sampled codes, and RTC-VAE's two mean-TC penalties on a minibatch of means. A training
-signal needs the right gradient, not the right value; read as a measurement it is off by the bias below.
-
-- Gaussian TC (measurement): |bias| at most {gauss[0]:.3f} in every case and size, sd up to {gauss[1]:.3f}. It sees
+    passive_kde = ", ".join(f"{_find(rows, 'penalty mean_tc_kde', f'B = {b}')['bias']['passive copy']:+.2f}" for b in (64, 256, 512))
+    return f"""- Gaussian TC (measurement): |bias| at most {gauss[0]:.3f} in every case and size, sd up to {gauss[1]:.3f}. It sees
   only linear dependence; the synthetic cases are Gaussian, so here it is the right model.
 - kNN (measurement): |bias| at most {knn[0]:.3f}, sd up to {knn[1]:.3f}; on means and on sampled codes alike, so the
   two can be compared at the same N.
@@ -215,16 +210,13 @@ signal needs the right gradient, not the right value; read as a measurement it i
 - KDE mean-TC penalty (training signal, permuted-copy corrected): {at("penalty mean_tc_kde", "B = 64")} on
   independent codes at batch 64 (sd large: one batch is a noisy reading); on the passive copy (truth
   {CASES[-1].truth["mean"]:.2f}) its bias is {passive_kde} at batch 64 / 256 / 512.
+"""
 
-Closed forms:
 
-{truth_table()}
-
-Bias (estimate - closed form, nats), mean ± sd over the seeds given:
-
-{bias_table(rows)}
-
-Notes:
+def _notes() -> str:
+    """The notes under the tables: how the cells were sized and what the passive case is."""
+    offsets = _offsets()
+    return f"""Notes:
 - A minibatch of B points from a finite set of N i.i.d. points is distributed as B i.i.d. points, so batches are
   drawn directly; N enters MSS and MWS only through their weights. MWS's raw value is (D - 1) log N higher than its
   rows show, for every batch: {offsets} nats.
@@ -234,8 +226,36 @@ Notes:
   uses 2,000 points.
 - The passive case puts all TC in one pair (active latent 0 and a passive latent whose mean, Var 0.005, copies it
   with correlation 0.95; posterior variance 0.995): mean TC {CASES[-1].truth["mean"]:.2f}, sampled TC
-  {CASES[-1].truth["sampled"]:.4f} (DESIGN 1.1's masking).
+  {CASES[-1].truth["sampled"]:.4f} (the masking of docs/design.md: Why mean and sampled codes differ).
+"""
 
+
+def document(rows: list[dict], seconds: float) -> str:
+    return f"""# How far each TC estimator is from the truth, at the sizes in use
+
+Every TC in MTC Explorer comes from an estimator with a bias that depends on the sample or batch size. This table
+measures each against a closed form (docs/design.md: Reading a TC estimate): N mean codes mu_n ~ N(0, C_mu) with a fixed diagonal posterior
+variance, so the sampled codes are exactly N(0, C_mu + diag s) and the aggregated posterior q(z) tends to it as N
+grows (`mtc_core.theory.synthetic`). D = {D} latents, posterior variance s = {S}. Bias = estimate - closed form,
+in nats; ± is the standard deviation over seeds (a fresh dataset or batch per seed), the spread of a single reading
+(the standard error of the bias is sd / sqrt(seeds)). `tests/test_estimator_bias.py` holds the estimators to these
+numbers.
+
+**Measurements** (what the app and `evaluate` report as a model's TC): the Gaussian TC and kNN on mean and sampled
+codes, and the dataset Monte-Carlo on the aggregated posterior. **Training signals** (what the losses optimise):
+MSS and MWS on a minibatch of sampled codes, and RTC-VAE's two mean-TC penalties on a minibatch of means. A training
+signal needs the right gradient, not the right value; read as a measurement it is off by the bias below.
+
+{_findings(rows)}
+Closed forms:
+
+{truth_table()}
+
+Bias (estimate - closed form, nats), mean ± sd over the seeds given:
+
+{bias_table(rows)}
+
+{_notes()}
 Made by `{COMMAND}` ({seconds:.0f} s wall on one thread of a shared machine, {platform.machine()},
 torch {torch.__version__}, numpy {np.__version__}).
 """

@@ -17,7 +17,7 @@ import torch
 import mtc_core
 from mtc_core.data import make_dataset
 from mtc_core.models import build_model
-from mtc_core.train import TrainConfig, train
+from mtc_core.training.trainer import TrainConfig, train
 
 
 def timed_evaluate(model, dataset) -> tuple[float, list[tuple[str, float]], dict]:

@@ -15,9 +15,9 @@ import tempfile
 
 import torch
 
-from mtc_core import io
+from mtc_core import runs
 from mtc_core.models import MODELS
-from mtc_core.train import Callback, TrainConfig, train
+from mtc_core.training.trainer import Callback, TrainConfig, train
 
 
 def run(model: str, device: str, steps: int) -> tuple[float, float]:
@@ -33,7 +33,7 @@ def run(model: str, device: str, steps: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         result = train(config, tmp, callbacks=[FirstLoss()])
         assert result.status == "complete", f"{model} on {device}: {result.message}"
-        return first[0], io.read_json(f"{tmp}/{io.METRICS}")["training"]["steps_per_s"]
+        return first[0], runs.read_json(f"{tmp}/{runs.METRICS}")["training"]["steps_per_s"]
 
 
 def main() -> None:

@@ -118,9 +118,10 @@ def run_ours(data: dict) -> dict:
 # ------------------------------------------------------------------------------------------ peer
 
 
-def run_peer(data: dict) -> dict:
-    """Runs inside the peer venv: disentanglement_lib's own functions on dims x points arrays."""
-    sys.modules["gin.tf"] = types.ModuleType("gin.tf")  # the metrics only use gin.configurable
+def _peer_metrics() -> types.SimpleNamespace:
+    """disentanglement_lib's metric modules, imported with an empty `gin.tf` (the metrics only use gin.configurable),
+    with the gin parameters their discretizer and dimension pruning read."""
+    sys.modules["gin.tf"] = types.ModuleType("gin.tf")
     import gin
     from disentanglement_lib.evaluation.metrics import (
         beta_vae,
@@ -136,74 +137,93 @@ def run_peer(data: dict) -> dict:
     gin.bind_parameter("discretizer.discretizer_fn", utils._histogram_discretize)
     gin.bind_parameter("discretizer.num_bins", 20)
     gin.bind_parameter("prune_dims.threshold", 0.05)
+    return types.SimpleNamespace(beta_vae=beta_vae, dci=dci, factor_vae=factor_vae, mig=mig, modularity_explicitness=modularity_explicitness,
+                                 sap_score=sap_score, unsupervised_metrics=unsupervised_metrics, utils=utils)
+
+
+def _peer_modularity(lib: types.SimpleNamespace, mus, ys, mus_test, ys_test) -> dict:
+    """The peer's compute_modularity_explicitness after its data generation."""
+    utils, modularity_explicitness = lib.utils, lib.modularity_explicitness
+    scores = {}
+    mutual_information = utils.discrete_mutual_info(utils.make_discretizer(mus), ys)
+    scores["modularity_score"] = modularity_explicitness.modularity(mutual_information)
+    train, test = np.zeros([ys.shape[0], 1]), np.zeros([ys_test.shape[0], 1])
+    mus_norm, mean, std = utils.normalize_data(mus)
+    mus_test_norm, _, _ = utils.normalize_data(mus_test, mean, std)
+    for i in range(ys.shape[0]):
+        train[i], test[i] = modularity_explicitness.explicitness_per_factor(mus_norm, ys[i, :], mus_test_norm, ys_test[i, :])
+    scores["explicitness_score_train"] = np.mean(train)
+    scores["explicitness_score_test"] = np.mean(test)
+    return scores
+
+
+def _peer_unsupervised(lib: types.SimpleNamespace, mus) -> dict:
+    """The peer's unsupervised_metrics after its data generation."""
+    utils, unsupervised_metrics = lib.utils, lib.unsupervised_metrics
+    scores = {}
+    cov = np.cov(mus)
+    scores["gaussian_total_correlation"] = unsupervised_metrics.gaussian_total_correlation(cov)
+    scores["gaussian_wasserstein_correlation"] = unsupervised_metrics.gaussian_wasserstein_correlation(cov)
+    scores["gaussian_wasserstein_correlation_norm"] = scores["gaussian_wasserstein_correlation"] / np.sum(np.diag(cov))
+    discrete = utils.make_discretizer(mus)
+    mutual_info = utils.discrete_mutual_info(discrete, discrete)
+    np.fill_diagonal(mutual_info, 0)
+    scores["mutual_info_score"] = np.sum(mutual_info) / (mus.shape[0] ** 2 - mus.shape[0])
+    return scores
+
+
+class GeneratorState(np.random.RandomState):
+    """A RandomState whose randint draws from a numpy Generator, so both sides share one stream."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed)
+        self.generator = np.random.default_rng(seed)
+
+    def randint(self, *args, **kwargs):
+        return self.generator.integers(*args, **kwargs)
+
+
+class PeerToyData:
+    """ToyDataset behind disentanglement_lib's GroundTruthData interface."""
+
+    num_factors = ToyDataset.num_factors
+
+    def sample_factors(self, num, random_state):
+        return ToyDataset().sample_factors(num, random_state.generator)
+
+    def sample_observations_from_factors(self, factors, random_state):
+        return ToyDataset().render(factors)
+
+    def sample_observations(self, num, random_state):
+        return ToyDataset().render(self.sample_factors(num, random_state))
+
+
+def _peer_calls(lib: types.SimpleNamespace, data: dict) -> dict:
+    """name -> (the peer's computation on dims x points arrays, repeats)."""
     mus, ys = data["codes_train"].T, data["factors_train"].T
     mus_test, ys_test = data["codes_test"].T, data["factors_test"].T
 
-    def modularity_body():  # compute_modularity_explicitness after its data generation
-        scores = {}
-        mutual_information = utils.discrete_mutual_info(utils.make_discretizer(mus), ys)
-        scores["modularity_score"] = modularity_explicitness.modularity(mutual_information)
-        train, test = np.zeros([ys.shape[0], 1]), np.zeros([ys_test.shape[0], 1])
-        mus_norm, mean, std = utils.normalize_data(mus)
-        mus_test_norm, _, _ = utils.normalize_data(mus_test, mean, std)
-        for i in range(ys.shape[0]):
-            train[i], test[i] = modularity_explicitness.explicitness_per_factor(mus_norm, ys[i, :], mus_test_norm, ys_test[i, :])
-        scores["explicitness_score_train"] = np.mean(train)
-        scores["explicitness_score_test"] = np.mean(test)
-        return scores
-
-    def unsupervised_body():  # unsupervised_metrics after its data generation
-        scores = {}
-        cov = np.cov(mus)
-        scores["gaussian_total_correlation"] = unsupervised_metrics.gaussian_total_correlation(cov)
-        scores["gaussian_wasserstein_correlation"] = unsupervised_metrics.gaussian_wasserstein_correlation(cov)
-        scores["gaussian_wasserstein_correlation_norm"] = scores["gaussian_wasserstein_correlation"] / np.sum(np.diag(cov))
-        discrete = utils.make_discretizer(mus)
-        mutual_info = utils.discrete_mutual_info(discrete, discrete)
-        np.fill_diagonal(mutual_info, 0)
-        scores["mutual_info_score"] = np.sum(mutual_info) / (mus.shape[0] ** 2 - mus.shape[0])
-        return scores
-
-    class GeneratorState(np.random.RandomState):
-        """A RandomState whose randint draws from a numpy Generator, so both sides share one stream."""
-
-        def __init__(self, seed: int):
-            super().__init__(seed)
-            self.generator = np.random.default_rng(seed)
-
-        def randint(self, *args, **kwargs):
-            return self.generator.integers(*args, **kwargs)
-
-    class PeerToyData:
-        """ToyDataset behind disentanglement_lib's GroundTruthData interface."""
-
-        num_factors = ToyDataset.num_factors
-
-        def sample_factors(self, num, random_state):
-            return ToyDataset().sample_factors(num, random_state.generator)
-
-        def sample_observations_from_factors(self, factors, random_state):
-            return ToyDataset().render(factors)
-
-        def sample_observations(self, num, random_state):
-            return ToyDataset().render(self.sample_factors(num, random_state))
-
     def dci_seeded():  # the peer's GBTs draw from numpy's global RandomState; ours equals it after this seed
         np.random.seed(SEED)
-        return dci._compute_dci(mus, ys, mus_test, ys_test)
+        return lib.dci._compute_dci(mus, ys, mus_test, ys_test)
 
-    calls = {
-        "mig": (lambda: mig._compute_mig(mus, ys), REPEATS),
-        "sap": (lambda: sap_score._compute_sap(mus, ys, mus_test, ys_test, False), REPEATS),
-        "unsupervised": (unsupervised_body, REPEATS),
-        "modularity_explicitness": (modularity_body, REPEATS),
+    return {
+        "mig": (lambda: lib.mig._compute_mig(mus, ys), REPEATS),
+        "sap": (lambda: lib.sap_score._compute_sap(mus, ys, mus_test, ys_test, False), REPEATS),
+        "unsupervised": (lambda: _peer_unsupervised(lib, mus), REPEATS),
+        "modularity_explicitness": (lambda: _peer_modularity(lib, mus, ys, mus_test, ys_test), REPEATS),
         "dci": (dci_seeded, 1),
-        "factor_vae": (lambda: factor_vae.compute_factor_vae(
+        "factor_vae": (lambda: lib.factor_vae.compute_factor_vae(
             PeerToyData(), toy_encode, GeneratorState(SEED), num_variance_estimate=10000, **INTERVENTION), 1),
-        "beta_vae": (lambda: beta_vae.compute_beta_vae_sklearn(PeerToyData(), toy_encode, GeneratorState(SEED), **INTERVENTION), 1),
+        "beta_vae": (lambda: lib.beta_vae.compute_beta_vae_sklearn(PeerToyData(), toy_encode, GeneratorState(SEED), **INTERVENTION), 1),
     }
+
+
+def run_peer(data: dict) -> dict:
+    """Runs inside the peer venv: disentanglement_lib's own functions on dims x points arrays."""
+    lib = _peer_metrics()
     results = {}
-    for name, (fn, repeats) in calls.items():
+    for name, (fn, repeats) in _peer_calls(lib, data).items():
         with threadpool_limits(limits=1):
             value, seconds = _best_time(fn, repeats)
         results[name] = {"value": {k: float(v) for k, v in value.items()}, "seconds": seconds}

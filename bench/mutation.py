@@ -1,4 +1,4 @@
-"""Break each loss term on purpose and check that the loss tests go red (STYLE 14, issue 11 item 5).
+"""Break each loss term on purpose and check that the loss tests go red (docs/design.md, "Tests"; issue 11 item 5).
 
 Each break is one or more exact text substitutions in one source file. For every break the script copies
 `mtc_core/`, `tests/` and `pyproject.toml` of this checkout into a fresh temporary folder, applies the
@@ -103,6 +103,27 @@ BREAKS = (
     Break("beta_vae_beta_ignored", "mtc_core/models/beta_vae.py",
           (("return self.config.beta * kl,", "return kl,"),),
           "beta-VAE's beta ignored"),
+    Break("vae_kl_dropped", "mtc_core/models/base.py",
+          (("        return kl, {}\n", "        return torch.zeros_like(kl), {}\n"),),
+          "the plain VAE's regulariser returns 0 instead of the KL it is given"),
+    Break("base_kl_double_counted", "mtc_core/models/base.py",
+          (('return reg, {"kl": kl.item(), **logs}', 'return reg + kl, {"kl": kl.item(), **logs}'),),
+          "the base adds the KL again to what the variant's regulariser returns"),
+    Break("base_kl_detached", "mtc_core/models/base.py",
+          (('self.regulariser(kl, out["mu"]', 'self.regulariser(kl.detach(), out["mu"]'),),
+          "the base passes the KL without its gradient"),
+    Break("beta_tcvae_kl_dropped", "mtc_core/models/beta_tcvae.py",
+          (("reg = kl + (c.alpha - 1)", "reg = (c.alpha - 1)"),),
+          "beta-TCVAE ignores the KL the base passes it"),
+    Break("factor_vae_kl_double_counted", "mtc_core/models/factor_vae.py",
+          (("return kl + self.config.gamma * tc,", "return 2 * kl + self.config.gamma * tc,"),),
+          "FactorVAE counts the KL twice"),
+    Break("dip_kl_dropped", "mtc_core/models/dip_vae.py",
+          (("return kl + dip,", "return dip,"),),
+          "DIP-VAE ignores the KL the base passes it"),
+    Break("rtc_kl_dropped", "mtc_core/models/rtc_vae.py",
+          (("reg = kl + (c.beta - 1) * tc + ramp", "reg = (c.beta - 1) * tc + ramp"),),
+          "RTC-VAE ignores the KL the base passes it"),
     Break("kde_permutation_correction_removed", "mtc_core/estimators/minibatch.py",
           (("_kde_log_joint(x, h).mean() - _kde_log_joint(permuted, h).mean()",
             "_kde_log_joint(x, h).mean() - sum(_kde_log_joint(x[:, j : j + 1], h).mean() for j in range(dims))"),),

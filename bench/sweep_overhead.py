@@ -2,7 +2,7 @@
 
 Eight short trainings (toy, MLP, beta-TCVAE beta 1/4/6/8 x seeds 0/1) run four ways:
 sequentially here with 1 torch thread, sequentially with 2 threads, on a pool of 2 plain processes (the
-ceiling for any parallel runner on this machine), and through `mtc_core.sweep.run_sweep` on a local Ray
+ceiling for any parallel runner on this machine), and through `mtc_core.training.sweep.run_sweep` on a local Ray
 instance with 2 CPUs, one CPU (= one torch thread) per run. The sweep's time counts
 everything a user waits for: ray.init (starting the local instance), the worker processes importing torch,
 the runs, and ray.shutdown. The script also prints how far the sweep's weights are from the sequential ones.
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from mtc_core import io, sweep
-from mtc_core.train import train
+from mtc_core import runs
+from mtc_core.training import sweep
+from mtc_core.training.trainer import train
 
 
 def spec(steps: int) -> dict:
@@ -72,7 +73,7 @@ def through_ray(the_spec: dict, out: Path) -> tuple[float, float, float]:
 
 
 def weight_difference(a: Path, b: Path) -> float:
-    wa, wb = io.load_run(a)[0].state_dict(), io.load_run(b)[0].state_dict()
+    wa, wb = runs.load_run(a)[0].state_dict(), runs.load_run(b)[0].state_dict()
     return max((t - wb[k]).abs().max().item() for k, t in wa.items())
 
 

@@ -1,4 +1,4 @@
-"""Training steps/s of each variant through mtc_core.train, against a bare PyTorch loop
+"""Training steps/s of each variant through mtc_core.training.trainer, against a bare PyTorch loop
 of the same conv64 network with the plain VAE loss, in the same process.
 
 Both sides draw their batches the same way (Shapes2D sample_factors + render), so
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtc_core import io
+from mtc_core import runs
 from mtc_core.data import make_dataset
 from mtc_core.models import MODELS
 from mtc_core.models.architectures import ConvDecoder, ConvEncoder
-from mtc_core.train import TrainConfig, train
+from mtc_core.training.trainer import TrainConfig, train
 
 
 def bare_loop(steps: int, batch_size: int, seed: int = 0) -> float:
@@ -57,7 +57,7 @@ def trainer_speed(model: str, steps: int, batch_size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         result = train(config, tmp)
         assert result.status == "complete", result.message
-        return io.read_json(Path(tmp) / io.METRICS)["training"]["steps_per_s"]
+        return runs.read_json(Path(tmp) / runs.METRICS)["training"]["steps_per_s"]
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"| bare PyTorch loop (VAE loss) | {base:.2f} | 1.00 |")
     for model, values in speeds.items():
         speed = statistics.median(values)
-        print(f"| mtc_core.train `{model}` | {speed:.2f} | {speed / base:.2f} |")
+        print(f"| mtc_core.training.trainer `{model}` | {speed:.2f} | {speed / base:.2f} |")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from mtc_core import codes_file
-from ui import codes, pages, runs
+from mtc_core.evaluation import codes_file
+from services import run_listing
+from ui import codes, layout
 
-pages.through_app()
+layout.page("Your codes")
 
 st.title("Your codes")
 st.markdown(
@@ -40,14 +41,14 @@ if loaded is not None:
         with st.expander("Keep this code set under your runs folder", icon=":material/save:"):
             st.text_input("Name", key=codes.KEEP_NAME)
             st.button("Keep", key="codes_keep", on_click=codes.keep_upload)
-    codes.show(codes.analysis(key, loaded), codes.training_points(key, loaded), loaded.factor_names, key="codes")
+    codes.show(codes.analysed_codes(key, loaded), codes.training_points(key, loaded), loaded.factor_names, key="codes")
 elif data is None:
     st.info("Upload a codes file to explore it.")
 
 st.divider()
 st.subheader("Import a run folder")
 st.caption(f"A .zip of a run directory of this project (model.safetensors + config.json, optionally metrics.json and "
-           f"history.jsonl) joins your runs in `{runs.runs_dir()}` and the model picker. It is checked exactly as a run "
+           f"history.jsonl) joins your runs in `{run_listing.runs_dir()}` and the model picker. It is checked exactly as a run "
            "is loaded; weights are safetensors only, and an existing run is never replaced.")
 archive = st.file_uploader("Run archive (.zip)", type=["zip"], key=codes.ARCHIVE, on_change=codes.suggest_name,
                            args=(codes.ARCHIVE, codes.RUN_NAME, ".zip"))

@@ -5,15 +5,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mtc_core import figures, io
-from ui import pages, runs, widgets
+from mtc_core import runs
+from mtc_core.visualize import figures
+from services import run_listing, run_tables
+from ui import layout, widgets
 
-pages.through_app()
+layout.page("Models")
 
 st.title("Models")
 st.caption("The shipped zoo and your own runs. Pick one in the sidebar: every page explores the picked model.")
 
-entries = runs.available_runs()
+entries = run_listing.available_runs()
 if not entries:
     st.info(widgets.NO_MODEL)
     st.stop()
@@ -22,8 +24,8 @@ st.subheader("Available models")
 st.caption("One row per run: reconstruction and KL (nats) and active latents from its last training record (held-out "
            "batch); its TCs with 95% intervals from its stored evaluation (`evaluate`), else the last training record's "
            "Gaussian TCs of a batch (no interval).")
-widgets.table(pd.DataFrame(runs.summaries(entries)), key="models_table", file_name="models.csv")
-broken = runs.broken_runs()
+widgets.table(pd.DataFrame(run_tables.summaries(entries)), key="models_table", file_name="models.csv")
+broken = run_listing.broken_runs()
 if broken:
     st.warning(f"{len(broken)} run(s) cannot be opened and are left out of every page:")
     st.dataframe(pd.DataFrame([{"run": e.path, "problem": e.problem} for e in broken]), hide_index=True, width="stretch",
@@ -34,7 +36,7 @@ if path is None:
     st.info("Pick a model in the sidebar to see its details.")
     st.stop()
 
-config, problem = runs.inspect_run(path)
+config, problem = run_listing.inspect_run(path)
 if config is None:
     st.error(f"Cannot read {Path(path).name}: {problem}")
     st.stop()
@@ -49,25 +51,25 @@ with left:
         st.code(config.get("command") or "(not recorded)", language="bash", wrap_lines=True)
 with right:
     try:
-        history = io.read_history(path)
+        history = runs.read_history(path)
     except (ValueError, OSError) as error:
         history = []
         st.warning(f"The training history cannot be read: {error}")
     if history:
         widgets.plotly_chart(figures.training_curves(history), key="models_curves")
-    evaluation = runs.read_evaluation(path)
+    evaluation = run_tables.read_evaluation(path)
     if evaluation:
         with st.expander("Evaluation (metrics.json)"):
             st.json(evaluation, expanded=1)
 
-if not runs.is_user_run(path):
+if not run_listing.is_user_run(path):
     st.caption("Zoo models are read-only.")
     st.stop()
 with st.expander("Delete this run", icon=":material/delete:"):
     confirm = st.checkbox(f"Yes, delete {Path(path).name} and its files permanently", key="models_delete_confirm")
     if st.button("Delete run", key="models_delete", disabled=not confirm, type="primary"):
         try:
-            runs.delete_run(path)
+            run_listing.delete_run(path)
         except ValueError as error:
             st.error(str(error))
         else:

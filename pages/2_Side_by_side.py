@@ -5,23 +5,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mtc_core import figures
-from mtc_core.estimators import report
-from ui import cache, charts, pages, runs, widgets
+from mtc_core.evaluation import tc_report
+from mtc_core.visualize import charts, figures
+from services import run_listing, run_tables
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Side by side")
 
 st.title("Two models side by side")
 st.caption("By default a beta-TCVAE and our RTC-VAE on the same dataset with the same seed: the TC penalty on the sampled "
            "codes against the remedy that also penalises the mean codes' TC. Every number is the run's stored evaluation "
            "when it has one (as on every page).")
 
-entries = runs.available_runs()
+entries = run_listing.available_runs()
 if len(entries) < 2:
     st.info("Side by side needs two models. " + widgets.NO_MODEL)
     st.stop()
 labels = {e.path: e.label for e in entries}
-default_a, default_b = runs.default_pair(entries)
+default_a, default_b = run_listing.default_pair(entries)
 for key, default in (("sbs_a", default_a), ("sbs_b", default_b)):
     if st.session_state.get(key) not in labels:
         st.session_state[key] = default.path
@@ -44,11 +45,11 @@ if all(results.values()):
                   ("kNN, mean codes", "mean", "knn", None), ("kNN, sampled codes", "sampled", "knn", None),
                   ("Gaussian, mean codes, between active and passive", "mean", "gaussian", "between"),
                   ("Gaussian, mean codes, among active latents", "mean", "gaussian", "active")]
-    rows = [{"quantity": title, **{name: report.describe(results[name][0], code, est, part) for name in picked}}
+    rows = [{"quantity": title, **{name: tc_report.describe(results[name][0], code, est, part) for name in picked}}
             for title, code, est, part in quantities]
     rows.append({"quantity": "active / passive latents",
                  **{name: f"{len(results[name][0]['active'])} / {len(results[name][0]['passive'])}" for name in picked}})
-    evaluations = {name: runs.read_evaluation(path) for name, (path, _, _) in picked.items()}
+    evaluations = {name: run_tables.read_evaluation(path) for name, (path, _, _) in picked.items()}
     rows.append({"quantity": "reconstruction (nats per image)",
                  **{name: f"{ev['recon']:.2f}" if ev and isinstance(ev.get("recon"), int | float) else "n/a" for name, ev in evaluations.items()}})
     rows.append({"quantity": "from", **{name: results[name][1] for name in picked}})

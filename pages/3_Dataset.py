@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from ui import cache, pages, widgets
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Dataset")
 
 st.title("Dataset")
 

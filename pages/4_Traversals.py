@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from ui import cache, pages, widgets
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Traversals")
 
 st.title("Latent traversals")
 st.caption("Each row sweeps one latent of the base image's mean code while the others stay fixed; "

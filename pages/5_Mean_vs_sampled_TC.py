@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from mtc_core import figures
-from mtc_core.estimators import report
-from ui import cache, pages, widgets
+from mtc_core.evaluation import tc_report
+from mtc_core.visualize import figures
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Mean vs sampled TC")
 
 st.title("Mean vs sampled total correlation")
 st.markdown(
@@ -61,10 +61,10 @@ if result is not None:
     )
     parts = {"all": "all latents", "active": "among active latents", "passive": "among passive latents",
              "between": "between active and passive, I(A; P)"}
-    split = pd.DataFrame([{"part": label, **{f"{code} codes": report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")}}
+    split = pd.DataFrame([{"part": label, **{f"{code} codes": tc_report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")}}
                           for part, label in parts.items()])
     widgets.table(split, key="mvs_split", file_name="tc_split.csv")
-    total, between = report.value(tc, "mean", "gaussian"), report.value(tc, "mean", "gaussian", part="between")
+    total, between = tc_report.value(tc, "mean", "gaussian"), tc_report.value(tc, "mean", "gaussian", part="between")
     if total and between is not None and total > 0.05:
         st.caption(f"{between / total:.0%} of this model's mean-code TC lies between active and passive latents: passive "
                    "latents whose tiny means copy active ones. Their samples are almost pure noise, which is why the "

@@ -1,12 +1,13 @@
-"""Theorem (DESIGN 1.1): equicorrelated means have unbounded TC, their samples stay below B(d, s)."""
+"""Theorem (docs/design.md, "The theorem"): equicorrelated means have unbounded TC, their samples stay below B(d, s)."""
 
 import pandas as pd
 import streamlit as st
 
-from mtc_core import figures, theory
-from ui import cache, pages, widgets
+from mtc_core import theory
+from mtc_core.visualize import figures
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Theorem")
 
 st.title("Mean TC unbounded, sampled TC bounded")
 st.markdown(

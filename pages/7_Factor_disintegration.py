@@ -1,13 +1,13 @@
-"""Factor disintegration (DESIGN 1.3): one factor split over several independent latents, which TC cannot see."""
+"""Factor disintegration (docs/design.md, "Factor disintegration"): one factor split over several independent latents, which TC cannot see."""
 
 import pandas as pd
 import streamlit as st
 
-from mtc_core import figures
-from mtc_core.estimators import report
-from ui import cache, pages, widgets
+from mtc_core.evaluation import tc_report
+from mtc_core.visualize import figures
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Factor disintegration")
 
 st.title("Factor disintegration")
 st.markdown(
@@ -62,8 +62,8 @@ if result is not None:
     tc, source = result
     compare = pd.DataFrame({
         "": ["synthetic split", f"this model ({config['model']['name']}, mean codes)"],
-        "Gaussian TC [95% CI]": [f"{synthetic['gaussian_tc']:.3f}", report.describe(tc, "mean", "gaussian")],
-        "kNN TC [95% CI]": [f"{synthetic['knn_tc']:.3f}", report.describe(tc, "mean", "knn")],
+        "Gaussian TC [95% CI]": [f"{synthetic['gaussian_tc']:.3f}", tc_report.describe(tc, "mean", "gaussian")],
+        "kNN TC [95% CI]": [f"{synthetic['knn_tc']:.3f}", tc_report.describe(tc, "mean", "knn")],
         "MIG": [synthetic["mig"], cache.mig(path)],
         "max latents per factor": [max(synthetic["report"]["latents_per_factor"]), max(reports["mean"]["latents_per_factor"])],
         "max split ratio": [max(synthetic["report"]["split_ratio"]), max(reports["mean"]["split_ratio"])],

@@ -4,16 +4,18 @@ to download for a paper."""
 import pandas as pd
 import streamlit as st
 
-from ui import cache, charts, pages, runs, widgets
+from mtc_core.visualize import charts
+from services import run_listing, run_tables
+from ui import cache, layout, widgets
 
-pages.through_app()
+layout.page("Compare")
 
 st.title("Compare models")
 st.caption("Each configuration's TC of the mean codes against the TC of its sampled codes, and every metric on both. From "
            "a run's stored evaluation (metrics.json) when it has one, else evaluated here once in the background at the "
            f"app's smaller sizes ({cache.EVAL_SIZES['num_train']:,} training points), which the table says.")
 
-candidates = runs.comparable_runs(("complete", *runs.UNFINISHED))
+candidates = run_listing.comparable_runs(("complete", *run_listing.UNFINISHED))
 if not candidates:
     st.info(widgets.NO_MODEL)
     st.stop()
@@ -27,7 +29,7 @@ estimator = second.segmented_control("TC estimator", ["gaussian", "knn"], defaul
 with third:
     widgets.figure_format()
 options = st.columns([3, 2, 2])
-extra = options[0].multiselect("Also include runs that did not finish", list(runs.UNFINISHED), key="cmp_extra",
+extra = options[0].multiselect("Also include runs that did not finish", list(run_listing.UNFINISHED), key="cmp_extra",
                                help="Cancelled, diverged or interrupted runs are left out unless asked for: their codes "
                                     "are not those of a trained model.")
 mine = options[1].checkbox("Include your runs", value=True, key="cmp_mine")
@@ -44,7 +46,7 @@ if failed:
 if not rows:
     st.stop()
 
-groups = runs.aggregate(rows)
+groups = run_tables.aggregate(rows)
 widgets.plotly_chart(charts.tc_scatter(groups, estimator, per_seed=per_seed), key="cmp_scatter")
 st.caption("One point per configuration: mean over its seeds, error bars sd over seeds (one seed: the estimate's 95% "
            "interval). Above the diagonal the mean codes are more correlated than the sampled codes a TC penalty sees. "
@@ -80,7 +82,7 @@ folders = cache.sweep_folders()
 if not folders:
     st.info("No sweep yet: run e.g. `python -m mtc_core sweep sweeps/toy_demo.yaml` (it writes under runs/sweeps/).")
     st.stop()
-folder = st.selectbox("Sweep folder", folders, format_func=lambda p: str(p.relative_to(runs.runs_dir())), key="cmp_sweep")
+folder = st.selectbox("Sweep folder", folders, format_func=lambda p: str(p.relative_to(run_listing.runs_dir())), key="cmp_sweep")
 sweep_table, plot_png = cache.sweep_summary(folder)
 widgets.table(sweep_table, key="cmp_sweep_table", file_name=f"{folder.name}.csv")
 if plot_png is None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mtc_core.train import TrainConfig
+from mtc_core.training.trainer import TrainConfig
 
 TINY_MLP = {"latent_dim": 4, "hidden": 32}
 
@@ -33,7 +33,7 @@ def make_tiny_config(**overrides) -> TrainConfig:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One trained tiny run directory shared by read-only tests."""
-    from mtc_core.train import train
+    from mtc_core.training.trainer import train
 
     path = tmp_path_factory.mktemp("runs") / "tiny"
     train(make_tiny_config(steps=30), path, command="pytest fixture")

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 import mtc_core
-from mtc_core import estimators, io, theory
-from mtc_core.__main__ import main
-from mtc_core.analysis import analyse, analyse_codes, code_points, sampled_tc_bound, summary_table
-from mtc_core.codes_file import codes_from_points, load_codes, save_codes, validate
+from mtc_core import estimators, runs, theory
+from mtc_core.cli.commands import main
 from mtc_core.data import make_dataset
-from mtc_core.estimators.report import describe
-from mtc_core.evaluation import encoded_points
+from mtc_core.evaluation import tc_report
+from mtc_core.evaluation.codes_analysis import analyse_codes, analyse_validated_codes, code_points, summary_table
+from mtc_core.evaluation.codes_file import codes_from_points, load_codes, save_codes, validate
+from mtc_core.evaluation.scoring import encoded_points
+from mtc_core.evaluation.tc_report import describe
 
 ZOO = Path(__file__).resolve().parent.parent / "pretrained"
 INTERVENTIONS = ("factor_vae", "beta_vae")
@@ -37,29 +38,29 @@ def assert_same_as_evaluate(analysed: dict, evaluated: dict) -> None:
 
 
 def test_a_codes_file_of_evaluates_points_reproduces_evaluate_exactly(tiny_run, tmp_path):
-    model, config = io.load_run(tiny_run)
+    model, config = runs.load_run(tiny_run)
     dataset = make_dataset(config["dataset"])
     sizes = {"num_train": 300, "num_test": 150, "seed": 3}
     evaluated = mtc_core.evaluate(model, dataset, **sizes, intervention_points=4, intervention_batch=8, variance_points=50,
                                   dataset_tc_samples=200)
     path = save_codes(tmp_path / "codes.npz", codes_from_points(*encoded_points(model, dataset, **sizes), dataset.factor_names))
-    analysed = analyse(load_codes(path), seed=3, dataset_tc_samples=200)
+    analysed = analyse_validated_codes(load_codes(path), seed=3, dataset_tc_samples=200)
     assert_same_as_evaluate(analysed, evaluated)
     assert (analysed["settings"]["num_train"], analysed["settings"]["num_test"], analysed["settings"]["split"]) == (300, 150, "file")
 
 
 @pytest.mark.slow
 def test_a_shipped_zoo_model_s_codes_reproduce_its_stored_metrics(tmp_path):
-    """DESIGN 2.7's promise on a shipped model: its own encodings, through evaluate-codes, give its stored numbers."""
+    """The promise of docs/design.md, "Codes files", on a shipped model: its own encodings, through evaluate-codes, give its stored numbers."""
     run = ZOO / "toy-vae"
-    stored = io.read_json(run / io.METRICS)["evaluation"]
+    stored = runs.read_json(run / runs.METRICS)["evaluation"]
     settings = stored["settings"]
-    model, config = io.load_run(run)
+    model, config = runs.load_run(run)
     dataset = make_dataset(config["dataset"])
     points = encoded_points(model, dataset, num_train=settings["num_train"], num_test=settings["num_test"], seed=settings["seed"])
     path = save_codes(tmp_path / "toy-vae.npz", codes_from_points(*points, dataset.factor_names))
     assert main(["evaluate-codes", str(path), "--seed", str(settings["seed"])]) == 0
-    analysed = io.read_json(tmp_path / "toy-vae.analysis.json")
+    analysed = runs.read_json(tmp_path / "toy-vae.analysis.json")
     # the stored numbers were computed on another machine: another CPU's float32 kernels (AVX2 there, AVX-512 here) move
     # the codes' last bits and the estimates at ~1e-4; on one machine the path is exact (the test above)
     assert_close(analysed["tc"], stored["tc"])
@@ -110,7 +111,8 @@ def test_the_split_and_the_sampled_codes_follow_the_seed(rng):
 
 
 def test_a_passive_copy_has_high_mean_tc_and_sampled_tc_under_the_bound(rng):
-    """DESIGN 1.1: a passive latent whose tiny mean copies an active one; its samples are almost pure noise."""
+    """A passive latent whose tiny mean copies an active one; its samples are almost pure noise (docs/design.md,
+    "Why mean and sampled codes differ")."""
     n = 3000
     active = rng.normal(size=(n, 2))
     mean = np.column_stack([active, 1e-3 * active[:, 0] + 1e-5 * rng.normal(size=n)])
@@ -118,8 +120,8 @@ def test_a_passive_copy_has_high_mean_tc_and_sampled_tc_under_the_bound(rng):
     result = analyse_codes(mean, logvar, dataset_tc_samples=100, seed=1)
     tc, bound = result["tc"], result["sampled_tc_bound"]
     assert tc["passive"] == [2] and tc["active"] == [0, 1]
-    mean_tc = estimators.report.value(tc, "mean", "gaussian")
-    sampled_tc = estimators.report.value(tc, "sampled", "gaussian")
+    mean_tc = tc_report.value(tc, "mean", "gaussian")
+    sampled_tc = tc_report.value(tc, "sampled", "gaussian")
     assert mean_tc > 3 and sampled_tc < 0.01
     # exact: Cov(z) = Cov(mu) + diag(E sigma^2); its Gaussian TC lies under the bound for the measured variances
     exact = estimators.gaussian_tc(estimators.sampled_cov(mean, logvar))
@@ -130,7 +132,7 @@ def test_a_passive_copy_has_high_mean_tc_and_sampled_tc_under_the_bound(rng):
 def test_the_bound_is_reached_by_rank_one_means_with_equal_noise():
     """At common noise-to-signal s, B(d, s) is the largest Gaussian TC any correlation of the means allows (rho -> 1)."""
     d, s = 5, 0.3
-    assert sampled_tc_bound(np.ones(d), np.full(d, s)) == theory.sampled_tc_bound(d, s)
+    assert theory.measured_sampled_tc_bound(np.ones(d), np.full(d, s)) == theory.sampled_tc_bound(d, s)
     near_rank_one = theory.equicorrelated_cov(d, 1 - 1e-10) + s * np.eye(d)
     assert estimators.gaussian_tc(near_rank_one) == pytest.approx(theory.sampled_tc_bound(d, s), abs=1e-8)
 
@@ -139,7 +141,7 @@ def test_the_bound_is_reached_by_a_copy_next_to_a_precise_latent():
     """z_1 precise, z_2 a noisy copy: TC = I(z_1; z_2) -> 1/2 log(1 + 1/s_2), the chain-rule bound."""
     s = np.array([1e-9, 0.5])
     cov = np.ones((2, 2)) + np.diag(s)
-    assert sampled_tc_bound(np.ones(2), s) == pytest.approx(0.5 * math.log(1 + 1 / 0.5), rel=1e-12)
+    assert theory.measured_sampled_tc_bound(np.ones(2), s) == pytest.approx(0.5 * math.log(1 + 1 / 0.5), rel=1e-12)
     assert estimators.gaussian_tc(cov) == pytest.approx(0.5 * math.log(1 + 1 / 0.5), abs=1e-8)
 
 
@@ -150,14 +152,14 @@ def test_the_bound_holds_for_random_covariances(rng):
         cov_mu = a @ a.T / d + 1e-9 * np.eye(d)
         sigma2 = rng.uniform(0.001, 2, size=d)
         exact = estimators.gaussian_tc(cov_mu + np.diag(sigma2))
-        assert exact <= sampled_tc_bound(np.diag(cov_mu), sigma2) + 1e-9
+        assert exact <= theory.measured_sampled_tc_bound(np.diag(cov_mu), sigma2) + 1e-9
 
 
 def test_bound_input_errors():
     with pytest.raises(ValueError, match="finite and > 0"):
-        sampled_tc_bound([1.0, 0.0], [1.0, 1.0])
+        theory.measured_sampled_tc_bound([1.0, 0.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="vectors of one length"):
-        sampled_tc_bound([1.0, 1.0], [1.0])
+        theory.measured_sampled_tc_bound([1.0, 1.0], [1.0])
 
 
 def test_analyse_codes_refuses_mismatched_arrays(rng):
@@ -181,7 +183,7 @@ def test_cli_evaluate_codes_writes_the_full_result_and_prints_a_summary(tmp_path
     assert main(["evaluate-codes", str(path), "--out", str(out), "--seed", "2"]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert result == json.loads(json.dumps(analyse(codes, seed=2) | {"seconds": result["seconds"]}))
+    assert result == json.loads(json.dumps(analyse_validated_codes(codes, seed=2) | {"seconds": result["seconds"]}))
     assert "120 points x 3 latents" in printed and "(random split)" in printed
     assert describe(result["tc"], "sampled", "gaussian") in printed
 
@@ -203,6 +205,6 @@ def test_cli_evaluate_prints_a_summary_and_stores_everything(tiny_run, tmp_path,
     shutil.copytree(tiny_run, run)
     assert main(["evaluate", str(run), "--num-train", "200", "--num-test", "100", "--seed", "1"]) == 0
     printed = capsys.readouterr().out
-    stored = io.read_json(run / io.METRICS)["evaluation"]
+    stored = runs.read_json(run / runs.METRICS)["evaluation"]
     assert describe(stored["tc"], "mean", "gaussian") in printed and f"{stored['mean']['mig']:.3f}" in printed
     assert f"{stored['recon']:.2f}" in printed and "full results:" in printed and len(printed.splitlines()) < 20

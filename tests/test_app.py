@@ -21,13 +21,15 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import mtc_core
-from mtc_core import disintegration, estimators, io, theory
+from mtc_core import estimators, runs, theory
 from mtc_core.data import make_dataset
-from mtc_core.estimators.report import describe as report_describe
-from mtc_core.estimators.report import value as report_value
-from mtc_core.train import Callback, TrainConfig, train
-from mtc_core.traversal import encode_numpy
-from ui import background, runs, training
+from mtc_core.evaluation import tc_report
+from mtc_core.evaluation.tc_report import describe as report_describe
+from mtc_core.evaluation.tc_report import value as report_value
+from mtc_core.metrics import disintegration
+from mtc_core.training.trainer import Callback, TrainConfig, train
+from mtc_core.visualize.traversal import encode_numpy
+from services import background, core_share, run_listing, training_queue
 from ui.cache import NUM_POINTS
 from ui.pages import PAGE_FILES
 
@@ -86,9 +88,9 @@ def evaluated_zoo(tmp_path_factory, one_thread) -> Path:
     root = tmp_path_factory.mktemp("zoo")
     for folder, _, model, seed in ZOO:
         result = train(tiny_config(model=model, seed=seed, steps=60), root / folder, command="pytest test_app zoo")
-        evaluation = io.json_safe(mtc_core.evaluate(result.model, make_dataset("toy"), seed=0, **SMALL_EVAL))
-        io.write_json(root / folder / io.METRICS, {**io.read_json(root / folder / io.METRICS), "evaluation": evaluation})
-    io.write_json(root / "index.json", {"format_version": 1, "runs": [{"path": f, "label": label} for f, label, _, _ in ZOO]})
+        evaluation = runs.json_safe(mtc_core.evaluate(result.model, make_dataset("toy"), seed=0, **SMALL_EVAL))
+        runs.write_json(root / folder / runs.METRICS, {**runs.read_json(root / folder / runs.METRICS), "evaluation": evaluation})
+    runs.write_json(root / "index.json", {"format_version": 1, "runs": [{"path": f, "label": label} for f, label, _, _ in ZOO]})
     return root
 
 
@@ -106,10 +108,10 @@ def zoo_dirs(tmp_path, monkeypatch, evaluated_zoo) -> dict[str, Path]:
 def no_training_left_behind():
     """Each test's trainings end with it (a daemon thread still training when Python exits aborts it)."""
     yield
-    for job in training.jobs():
+    for job in training_queue.jobs():
         job.cancel.set()
     deadline = time.monotonic() + TIMEOUT
-    while any(not job.done for job in training.jobs()) and time.monotonic() < deadline:
+    while any(not job.done for job in training_queue.jobs()) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -165,6 +167,7 @@ def test_every_page_renders(app_dirs, title):
     picker = at.sidebar.selectbox(key="run_path")
     assert picker.value == str((app_dirs["runs"] / "tiny").resolve())
     assert at.sidebar.get("badge") or any("CPU" in m.value or "GPU" in m.value for m in at.sidebar.markdown)
+    assert [link.proto.label for link in at.sidebar.get("page_link")] == list(PAGES)  # the navigation, on every page
     if title in ("Traversals", "Dataset"):
         assert image_urls(at)
     if title in ("Mean vs sampled TC", "Theorem", "Factor disintegration", "Compare", "Models"):
@@ -174,9 +177,9 @@ def test_every_page_renders(app_dirs, title):
         assert button.proto.label
 
 
-def test_a_deep_link_runs_the_page_through_app_py(app_dirs):
-    """A session whose first run asks for a page (a deep link, /Traversals) gets it inside app.py: sidebar and all.
-    Under AppTest every run meets Streamlit's legacy pages/ mode (ui.pages explains): this is the page's guard at work."""
+def test_a_deep_link_gets_the_page_with_the_shared_sidebar(app_dirs):
+    """A session whose first run asks for a page (a deep link, /Traversals) gets it with the sidebar every page shares,
+    model picker and all: Streamlit runs that page's script alone, and its `layout.page` call draws the sidebar."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).switch_page(PAGES["Traversals"])
     settle(at)
     assert at.title[0].value == "Latent traversals"
@@ -205,7 +208,7 @@ def story_svg(at: AppTest) -> ET.Element:
 
 def test_overview_tells_the_story_from_stored_evaluations(zoo_dirs):
     at = open_page("Overview")
-    tcs = [io.read_json(zoo_dirs["zoo"] / folder / io.METRICS)["evaluation"]["tc"] for folder, *_ in ZOO]
+    tcs = [runs.read_json(zoo_dirs["zoo"] / folder / runs.METRICS)["evaluation"]["tc"] for folder, *_ in ZOO]
     # first the static chart (no plotly.js in the browser): one bar per configuration and code, at the stored values
     assert not at.get("plotly_chart")
     svg_bars = {(r.get("data-row"), r.get("data-series")): float(r.get("data-value"))
@@ -235,7 +238,7 @@ def test_overview_tells_the_story_from_stored_evaluations(zoo_dirs):
     assert parts == pytest.approx(bar["x"][0], abs=1e-9)
     assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
     assert any("between active and passive" in m.value for m in at.markdown)
-    assert len(at.get("page_link")) == 6
+    assert len(at.main.get("page_link")) == 6  # the sidebar lists every page with page links too
     at.segmented_control(key="ov_estimator").set_value("knn").run()
     knn = _bars(plotly_specs(at)[0], "mean codes mu(x)")["beta-TCVAE (beta 6)"]
     assert knn["x"][0] == pytest.approx(statistics.mean(report_value(tc, "mean", "knn") for tc in tcs[:2]))
@@ -248,7 +251,7 @@ def test_side_by_side_shows_two_models_on_one_scale(zoo_dirs):
     assert at.selectbox(key="sbs_b").value == str(zoo / "rtc_vae-seed0")
     table = frame(at, "quantity").set_index("quantity")
     for name, folder in (("A", "beta_tcvae-seed0"), ("B", "rtc_vae-seed0")):
-        tc = io.read_json(zoo / folder / io.METRICS)["evaluation"]["tc"]
+        tc = runs.read_json(zoo / folder / runs.METRICS)["evaluation"]["tc"]
         column = f"{name}: {folder}"
         assert table.loc["Gaussian, mean codes", column] == report_describe(tc, "mean", "gaussian")
         assert table.loc["kNN, sampled codes", column] == report_describe(tc, "sampled", "knn")
@@ -257,14 +260,14 @@ def test_side_by_side_shows_two_models_on_one_scale(zoo_dirs):
     assert [t["coloraxis"] for t in row["data"]] == ["coloraxis"] * 4  # A and B, mean and sampled: one colour scale
     assert (row["layout"]["coloraxis"]["cmin"], row["layout"]["coloraxis"]["cmax"]) == (-1, 1)
     for panel, folder in ((0, "beta_tcvae-seed0"), (2, "rtc_vae-seed0")):
-        model, config = io.load_run(zoo / folder)
+        model, config = runs.load_run(zoo / folder)
         dataset = make_dataset(config["dataset"])
         mu, _ = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
         np.testing.assert_allclose(array(row["data"][panel]["z"]), np.corrcoef(mu, rowvar=False), atol=1e-6)
     assert len(image_urls(at)) == 2  # both traversals
 
     split = frame(at, "latents (A)")
-    stored = io.read_json(zoo / "beta_tcvae-seed0" / io.METRICS)["evaluation"]["mean"]["disintegration"]
+    stored = runs.read_json(zoo / "beta_tcvae-seed0" / runs.METRICS)["evaluation"]["mean"]["disintegration"]
     assert list(split["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.1).tolist()
     at.slider(key="sbs_tau").set_value(0.5).run()
     assert list(frame(at, "latents (A)")["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.5).tolist()
@@ -280,7 +283,7 @@ def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
     mean_z, sampled_z = array(heatmaps[0]["z"]), array(heatmaps[1]["z"])
 
     # The page encodes the toy's whole grid: recompute the mean codes without the app.
-    model, config = io.load_run(app_dirs["runs"] / "tiny")
+    model, config = runs.load_run(app_dirs["runs"] / "tiny")
     dataset = make_dataset(config["dataset"])
     assert len(dataset) <= NUM_POINTS
     mu, logvar = encode_numpy(model, dataset.render(dataset.index_to_factors(np.arange(len(dataset)))))
@@ -299,7 +302,7 @@ def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
     # (no stored evaluation here, so computed in the background on the page's points, which the caption says).
     table = frame(at, "estimator")
     z = mu + np.exp(0.5 * logvar) * np.random.default_rng([0, 1]).standard_normal(mu.shape)  # the page's draw
-    report = estimators.tc_report(mu, logvar, z, seed=0)
+    report = tc_report.tc_report(mu, logvar, z, seed=0)
     gaussian = table.iloc[0]
     assert gaussian["mean codes"].startswith(f"{estimators.gaussian_tc(np.cov(mu, rowvar=False)):.3f} [")
     assert gaussian["sampled codes"].startswith(f"{estimators.gaussian_tc(np.cov(z, rowvar=False)):.3f} [")
@@ -314,7 +317,7 @@ def test_a_stored_evaluation_is_read_not_recomputed(zoo_dirs):
     """The picked zoo model's page shows its stored numbers at once: no background computation for them."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page(PAGES["Mean vs sampled TC"]).run()
-    stored = io.read_json(zoo_dirs["zoo"] / "beta_tcvae-seed0" / io.METRICS)["evaluation"]
+    stored = runs.read_json(zoo_dirs["zoo"] / "beta_tcvae-seed0" / runs.METRICS)["evaluation"]
     assert frame(at, "estimator").iloc[0]["mean codes"] == report_describe(stored["tc"], "mean", "gaussian")
     bars = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "bar")["data"]
     np.testing.assert_allclose(array(bars[0]["y"]), stored["activity"]["var_mu"])
@@ -330,7 +333,8 @@ def _slow(task, release):
 def _waiting_page(key, slow, release):
     import streamlit as st
 
-    from ui import background, widgets
+    from services import background
+    from ui import widgets
 
     value = widgets.wait(background.submit(key, "A slow sum", slow, release), key="w", wait_s=0.05)
     st.write(f"value {value}")
@@ -449,7 +453,7 @@ def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
     assert not (app_dirs["runs"] / "tiny").exists() and zoo_run.exists()
     assert at.sidebar.selectbox(key="run_path").options == ["tiny beta-TCVAE"]
     with pytest.raises(ValueError, match="only those can be deleted"):
-        runs.delete_run(zoo_run)
+        run_listing.delete_run(zoo_run)
 
 
 def _entry(value):
@@ -465,15 +469,15 @@ def fake_evaluation(mean_tc: float, sampled_tc: float) -> dict:
 
 
 def store(run: Path, evaluation: dict, **config_changes) -> None:
-    io.write_json(run / io.METRICS, {**io.read_json(run / io.METRICS), "evaluation": evaluation})
+    runs.write_json(run / runs.METRICS, {**runs.read_json(run / runs.METRICS), "evaluation": evaluation})
     if config_changes:
-        io.write_json(run / io.CONFIG, {**io.read_json(run / io.CONFIG), **config_changes})
+        runs.write_json(run / runs.CONFIG, {**runs.read_json(run / runs.CONFIG), **config_changes})
 
 
 def test_compare_reads_a_stored_evaluation(app_dirs):
     stored = app_dirs["runs"] / "evaluated"
     shutil.copytree(app_dirs["runs"] / "tiny", stored)
-    model = io.read_json(stored / io.CONFIG)["model"]
+    model = runs.read_json(stored / runs.CONFIG)["model"]
     store(stored, fake_evaluation(2.0, 0.1), model={**model, "params": {**model["params"], "beta": 7.0}})  # its own configuration
     at = open_page("Compare")
     table = frame(at, "from").set_index("model")
@@ -498,7 +502,7 @@ def test_compare_aggregates_seeds_and_leaves_out_unfinished_runs(zoo_dirs, tiny_
     points = [t for t in spec["data"] if t["mode"] == "markers"]
     assert {t["name"] for t in points} == {"beta-TCVAE", "RTC-VAE"}  # one point per configuration, the family in the legend
     assert all("text" not in t["mode"] for t in spec["data"])  # labels on hover, never on the plot
-    seeds = [report_value(io.read_json(zoo_dirs["zoo"] / f / io.METRICS)["evaluation"]["tc"], "mean", "gaussian") for f, *_ in ZOO[:2]]
+    seeds = [report_value(runs.read_json(zoo_dirs["zoo"] / f / runs.METRICS)["evaluation"]["tc"], "mean", "gaussian") for f, *_ in ZOO[:2]]
     beta = next(t for t in points if t["name"] == "beta-TCVAE")
     assert array(beta["y"])[0] == pytest.approx(statistics.mean(seeds))
     assert beta["error_y"]["array"][0] == pytest.approx(statistics.stdev(seeds))
@@ -520,13 +524,13 @@ def test_compare_shows_a_sweep_folder(app_dirs):
     for beta, tc_mean in ((1.0, 0.2), (4.0, 0.9)):
         run = folder / f"beta_vae-beta={beta:g}-seed=0"
         shutil.copytree(app_dirs["runs"] / "tiny", run)
-        config = io.read_json(run / io.CONFIG)
+        config = runs.read_json(run / runs.CONFIG)
         config["model"]["params"]["beta"] = beta
-        io.write_json(run / io.CONFIG, config)
-        history = io.read_history(run)
+        runs.write_json(run / runs.CONFIG, config)
+        history = runs.read_history(run)
         history[-1]["tc_gaussian_mean"] = tc_mean
-        io.write_history(run, history)
-    io.write_json(folder / "sweep.json", {"runs": []})
+        runs.write_history(run, history)
+    runs.write_json(folder / "sweep.json", {"runs": []})
     at = open_page("Compare")
     sweep_table = frame(at, "tc_mean")
     assert sorted(sweep_table["tc_mean"]) == [0.2, 0.9]  # one seed each: the mean is the run's own value
@@ -536,7 +540,7 @@ def test_compare_shows_a_sweep_folder(app_dirs):
 
 def _weights_header(run: Path, change) -> None:
     """Rewrite model.safetensors' JSON header text through `change(header_text)` (the data bytes stay)."""
-    file = run / io.WEIGHTS
+    file = run / runs.WEIGHTS
     data = file.read_bytes()
     n = struct.unpack("<Q", data[:8])[0]
     text = change(data[8:8 + n].decode()).encode()
@@ -552,25 +556,25 @@ def _first_tensor(change):
 
 
 def _config(run: Path, change) -> None:
-    config = io.read_json(run / io.CONFIG)
+    config = runs.read_json(run / runs.CONFIG)
     change(config)
-    io.write_json(run / io.CONFIG, config)
+    runs.write_json(run / runs.CONFIG, config)
 
 
 BREAKAGES = {  # what the hostile-input campaign (issue 12) put into one run folder
-    "config is a list": lambda run: (run / io.CONFIG).write_text("[1, 2]"),
-    "config is a string": lambda run: (run / io.CONFIG).write_text('"x"'),
-    "config is null": lambda run: (run / io.CONFIG).write_text("null"),
+    "config is a list": lambda run: (run / runs.CONFIG).write_text("[1, 2]"),
+    "config is a string": lambda run: (run / runs.CONFIG).write_text('"x"'),
+    "config is null": lambda run: (run / runs.CONFIG).write_text("null"),
     "float8 weights": lambda run: _weights_header(run, _first_tensor(lambda t: t.update(dtype="F8_E4M3"))),
     "header entry without data_offsets": lambda run: _weights_header(run, _first_tensor(lambda t: t.pop("data_offsets"))),
     "deeply nested header": lambda run: _weights_header(run, lambda text: text[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     "hidden 1e9": lambda run: _config(run, lambda c: c["model"]["params"].update(hidden=10**9)),
     "no dataset": lambda run: _config(run, lambda c: c.pop("dataset")),
     "64x64 dataset, 32x32 model": lambda run: _config(run, lambda c: c.update(dataset={"name": "shapes2d"})),
-    "malformed metrics.json": lambda run: (run / io.METRICS).write_text('{"evaluation": {"tc": 5, "recon": "x"'),
-    "metrics.json evaluation of the wrong types": lambda run: io.write_json(run / io.METRICS, {"evaluation": {"tc": {"mean": [1], "split": 3},
+    "malformed metrics.json": lambda run: (run / runs.METRICS).write_text('{"evaluation": {"tc": 5, "recon": "x"'),
+    "metrics.json evaluation of the wrong types": lambda run: runs.write_json(run / runs.METRICS, {"evaluation": {"tc": {"mean": [1], "split": 3},
                                                                                                               "mean": 7, "activity": "x"}}),
-    "invalid UTF-8 history": lambda run: (run / io.HISTORY).write_bytes(b'{"step": 1}\n\xff\xfe{"step"\n'),
+    "invalid UTF-8 history": lambda run: (run / runs.HISTORY).write_bytes(b'{"step": 1}\n\xff\xfe{"step"\n'),
 }
 
 
@@ -580,7 +584,7 @@ def test_a_broken_run_is_listed_and_skipped(app_dirs, kind):
     shutil.copytree(app_dirs["runs"] / "tiny", bad)
     BREAKAGES[kind](bad)
     good = str((app_dirs["runs"] / "tiny").resolve())
-    broken = {Path(e.path).name: e.problem for e in runs.broken_runs()}
+    broken = {Path(e.path).name: e.problem for e in run_listing.broken_runs()}
     if "bad" in broken:  # unusable: named with the reason, offered nowhere
         assert broken["bad"]
         assert str(bad.resolve()) not in at_options(open_page("Models"))
@@ -608,7 +612,7 @@ def start_button(at: AppTest):
     return next(b for b in at.get("button") if (b.key or "").startswith("train_start"))
 
 
-def wait_for_jobs(at: AppTest, jobs: list[training.TrainingJob], timeout: float = TIMEOUT) -> AppTest:
+def wait_for_jobs(at: AppTest, jobs: list[training_queue.TrainingJob], timeout: float = TIMEOUT) -> AppTest:
     """Rerun the page (what the fragment's timer does in a browser) until the jobs are done."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -619,8 +623,8 @@ def wait_for_jobs(at: AppTest, jobs: list[training.TrainingJob], timeout: float 
     raise AssertionError(f"training did not finish within {timeout} s")
 
 
-def my_jobs(at: AppTest) -> list[training.TrainingJob]:
-    return [training.find(job_id) for job_id in at.session_state["train_jobs"]]
+def my_jobs(at: AppTest) -> list[training_queue.TrainingJob]:
+    return [training_queue.find(job_id) for job_id in at.session_state["train_jobs"]]
 
 
 def test_train_page_trains_and_the_run_becomes_selectable(app_dirs):
@@ -631,9 +635,9 @@ def test_train_page_trains_and_the_run_becomes_selectable(app_dirs):
     (job,) = my_jobs(at)
     wait_for_jobs(at, [job])
     assert job.state == "complete", job.message
-    assert job.config.num_threads == 0  # the cores shared by the trainings running at once (training.share)
-    assert job.run_dir.parent == app_dirs["runs"] and io.read_json(job.run_dir / io.CONFIG)["status"] == "complete"
-    assert len(io.read_history(job.run_dir)) >= 2
+    assert job.config.num_threads == 0  # the cores shared by the trainings running at once (core_share.share)
+    assert job.run_dir.parent == app_dirs["runs"] and runs.read_json(job.run_dir / runs.CONFIG)["status"] == "complete"
+    assert len(runs.read_history(job.run_dir)) >= 2
     picker = at.sidebar.selectbox(key="run_path")
     assert picker.value == str(job.run_dir.resolve()) and len(picker.options) == 2
     assert any("Saved to" in s.value for s in at.success)
@@ -673,7 +677,7 @@ def test_a_training_belongs_to_the_server_not_the_session(app_dirs):
     other.button(key=f"train_cancel_{job.id}").click().run()
     wait_for_jobs(other, [job])
     assert job.state == "cancelled" and 0 < job.step < 1_000_000
-    assert io.read_json(job.run_dir / io.CONFIG)["status"] == "cancelled"
+    assert runs.read_json(job.run_dir / runs.CONFIG)["status"] == "cancelled"
     wait_for_jobs(at.switch_page(PAGES["Train"]), [job])
     assert at.sidebar.selectbox(key="run_path").value == str(job.run_dir.resolve())  # its own session picks it
 
@@ -694,7 +698,7 @@ def test_an_interrupted_run_is_resumed_exactly(app_dirs, one_thread):
     died = app_dirs["runs"] / "died"
     with pytest.raises(KeyboardInterrupt):
         train(config, died, callbacks=[Crash(25)], command="pytest: a run whose process dies")
-    assert io.read_json(died / io.CONFIG)["status"] == "running"
+    assert runs.read_json(died / runs.CONFIG)["status"] == "running"
     whole = train(config, app_dirs["runs"].parent / "whole", command="pytest: the same run without a kill")
 
     at = open_page("Train")
@@ -704,7 +708,7 @@ def test_an_interrupted_run_is_resumed_exactly(app_dirs, one_thread):
     assert len(jobs) == 1 and jobs[0].resume_dir == died
     wait_for_jobs(at, jobs)
     assert jobs[0].state == "complete", jobs[0].message
-    resumed, _ = io.load_run(died)
+    resumed, _ = runs.load_run(died)
     for name, tensor in whole.model.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
     assert not at.get("button") or not any((b.key or "").startswith("train_resume") for b in at.get("button"))
@@ -734,9 +738,9 @@ def test_two_sessions_train_at_once_into_their_own_runs(app_dirs):
     assert jobs[0].run_dir != jobs[1].run_dir
     for seed, job in enumerate(jobs):
         assert job.state == "complete", job.message
-        model, config = io.load_run(job.run_dir)
+        model, config = runs.load_run(job.run_dir)
         assert config["train"]["seed"] == seed and config["step"] == 30
-        assert [r["step"] for r in io.read_history(job.run_dir)] == [r["step"] for r in job.history]
+        assert [r["step"] for r in runs.read_history(job.run_dir)] == [r["step"] for r in job.history]
 
 
 def _until(condition, what: str) -> None:
@@ -749,12 +753,12 @@ def _until(condition, what: str) -> None:
 def test_trainings_share_the_cores(tmp_path, monkeypatch):
     """Alone a training uses every core (as the CLI does); two running at once get half each, and the first goes back
     to all of them when the second ends. The process reports the threads torch actually uses."""
-    monkeypatch.setattr(training, "CORES", 4)  # the share, whatever this machine has
-    monkeypatch.setattr(training, "other_load", lambda: 0.0)  # and whatever else runs on it
+    monkeypatch.setattr(core_share, "CORES", 4)  # the share, whatever this machine has
+    monkeypatch.setattr(core_share, "other_load", lambda: 0.0)  # and whatever else runs on it
     threads = torch.get_num_threads()
-    first = training.submit(tiny_config(steps=1_000_000), tmp_path, "first")
+    first = training_queue.submit(tiny_config(steps=1_000_000), tmp_path, "first")
     _until(lambda: first.threads == 4 and first.step > 0, f"alone: {first.threads} threads")
-    second = training.submit(tiny_config(steps=1_000_000), tmp_path, "second")
+    second = training_queue.submit(tiny_config(steps=1_000_000), tmp_path, "second")
     _until(lambda: first.threads == 2 and second.threads == 2, f"two: {first.threads}, {second.threads} threads")
     second.cancel.set()
     _until(lambda: second.done and first.threads == 4, f"alone again: {first.threads} threads")
@@ -763,41 +767,41 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
     _until(lambda: first.threads == 3, f"while the server computes: {first.threads} threads")  # a core for the page
     release.set()
     _until(lambda: first.threads == 4, f"after the computation: {first.threads} threads")
-    fixed = training.submit(tiny_config(steps=1_000_000, num_threads=1), tmp_path, "fixed")
+    fixed = training_queue.submit(tiny_config(steps=1_000_000, num_threads=1), tmp_path, "fixed")
     _until(lambda: fixed.threads == 1 and first.threads == 2 and fixed.step > 0, "a config's own threads are kept")
     for job in (first, fixed):
         job.cancel.set()
     _until(lambda: first.done and fixed.done, "cancelled")
     assert (first.state, fixed.state, second.state) == ("cancelled",) * 3
     assert torch.get_num_threads() == threads  # the server's own threads are untouched
-    assert training.share(1, computing=False) == 4 and training.share(3, computing=False) == 1
-    assert training.share(1, computing=True) == 3 and training.share(4, computing=True) == 1
+    assert core_share.share(1, computing=False) == 4 and core_share.share(3, computing=False) == 1
+    assert core_share.share(1, computing=True) == 3 and core_share.share(4, computing=True) == 1
     # cores other programs keep busy are not free: a sweep of 2 runs beside one training leaves it 2 of 4 cores
-    assert training.share(1, computing=False, others=2.2) == 2 and training.share(1, computing=True, others=3.0) == 1
+    assert core_share.share(1, computing=False, others=2.2) == 2 and core_share.share(1, computing=True, others=3.0) == 1
 
 
 def test_cpu_time_is_read_from_proc():
     # /proc/stat: user nice system idle iowait irq softirq steal guest guest_nice; busy = all but idle and iowait (guest
     # time is already in user)
-    assert training.busy_ticks("cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 3 0\n") == 161
+    assert core_share.busy_ticks("cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 3 0\n") == 161
     # /proc/<pid>/stat: utime and stime are fields 14 and 15, counted after a name that may hold spaces and brackets
-    assert training.process_ticks("4242 (my (odd) name) R 1 2 3 4 5 6 7 8 9 10 111 222 0 0 20 0 1 0 5") == 333
+    assert core_share.process_ticks("4242 (my (odd) name) R 1 2 3 4 5 6 7 8 9 10 111 222 0 0 20 0 1 0 5") == 333
     if Path("/proc/stat").is_file():  # this machine's: busy time only grows, and this process's is part of it
-        first = training._ticks()
+        first = core_share._ticks()
         sum(i * i for i in range(300_000))
-        second = training._ticks()
+        second = core_share._ticks()
         assert second[0] >= first[0] and second[1] >= first[1] and second[1] <= second[0]
 
 
 def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "MAX_CONCURRENT", 1)
-    first = training.submit(tiny_config(steps=1_000_000), tmp_path, "first")
-    second = training.submit(tiny_config(steps=3), tmp_path, "second")
-    third = training.submit(tiny_config(steps=3), tmp_path, "third")
+    monkeypatch.setattr(training_queue, "MAX_CONCURRENT", 1)
+    first = training_queue.submit(tiny_config(steps=1_000_000), tmp_path, "first")
+    second = training_queue.submit(tiny_config(steps=3), tmp_path, "second")
+    third = training_queue.submit(tiny_config(steps=3), tmp_path, "third")
     deadline = time.monotonic() + TIMEOUT
     while first.step == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert first.state == "running" and training.server_load() == (1, 2)
+    assert first.state == "running" and training_queue.server_load() == (1, 2)
     assert second.progress().queue_position == 1 and third.progress().queue_position == 2
     third.cancel.set()
     first.cancel.set()
@@ -807,18 +811,18 @@ def test_queue_bounds_concurrent_trainings_and_cancels(tmp_path, monkeypatch):
     assert (first.state, second.state, third.state) == ("cancelled", "complete", "cancelled")
     assert third.run_dir is None and first.run_dir != second.run_dir
     assert sorted(p.name.split("-", 2)[-1] for p in tmp_path.iterdir()) == ["first", "second"]
-    assert training.server_load() == (0, 0)
+    assert training_queue.server_load() == (0, 0)
 
 
 def test_the_stored_command_retrains_the_same_config(tmp_path):
-    from mtc_core.__main__ import main
+    from mtc_core.cli.commands import main
 
     config = TrainConfig(model="dip_vae", model_params={"latent_dim": 3, "hidden": 16, "lambda_od": 5.0, "lambda_d": None,
                                                         "dip_type": "ii"}, dataset={"name": "toy"}, steps=3, batch_size=8,
                          eval_every=3, eval_size=8, device="cpu")
     out = tmp_path / "a dir with spaces"
-    command = training.cli_command(config, out)
+    command = training_queue.cli_command(config, out)
     assert main(shlex.split(command)[3:]) == 0
-    stored = io.read_json(out / io.CONFIG)
+    stored = runs.read_json(out / runs.CONFIG)
     assert stored["train"]["steps"] == 3 and stored["model"]["params"]["dip_type"] == "ii"
     assert stored["model"]["params"]["lambda_d"] == 5.0  # None: type ii's default, lambda_od

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mtc_core import io as run_io
-from mtc_core import run_import
-from mtc_core.analysis import analyse
-from mtc_core.codes_file import load_codes
-from mtc_core.estimators.report import describe
+from mtc_core import runs as run_io
+from mtc_core.evaluation.codes_analysis import analyse_validated_codes
+from mtc_core.evaluation.codes_file import load_codes
+from mtc_core.evaluation.tc_report import describe
+from mtc_core.runs import zip_import
 from ui.pages import PAGE_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ def good_codes() -> bytes:
     rng = np.random.default_rng(0)
     n = 300
     active = rng.normal(size=(n, 2))
-    mean = np.column_stack([active, 0.001 * active[:, 0] + 1e-4 * rng.normal(size=n)])  # a passive copy (DESIGN 1.1)
+    # a passive copy of latent 0 (docs/design.md, "Why mean and sampled codes differ")
+    mean = np.column_stack([active, 0.001 * active[:, 0] + 1e-4 * rng.normal(size=n)])
     logvar = np.column_stack([np.full((n, 2), -4.0), np.zeros(n)])
     factors = np.column_stack([np.digitize(active[:, 0], [-1, 0, 1]), np.digitize(active[:, 1], [-1, 0, 1])])
     return npz_bytes(mean=mean, logvar=logvar, factors=factors, factor_names=np.array(["left", "right"]))
@@ -78,7 +79,7 @@ def cell_values(at: AppTest, first_column: str) -> list:
 def test_an_uploaded_codes_file_shows_the_numbers_of_analyse(dirs, good_codes):
     at = upload(open_page(), "codes_upload", "mine.npz", good_codes)
     assert not at.error, [e.value for e in at.error]
-    expected = analyse(load_codes(good_codes), seed=0)
+    expected = analyse_validated_codes(load_codes(good_codes), seed=0)
     tc_cells = cell_values(at, "estimator")
     for code in ("mean", "sampled"):
         assert describe(expected["tc"], code, "gaussian") in tc_cells
@@ -129,7 +130,7 @@ def test_hostile_codes_files_are_refused_with_the_reason(dirs, case):
 def zip_run(folder: Path, members: dict[str, bytes] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in (members or {f.name: f.read_bytes() for f in folder.iterdir() if f.name in run_import.LIMITS}).items():
+        for name, data in (members or {f.name: f.read_bytes() for f in folder.iterdir() if f.name in zip_import.LIMITS}).items():
             archive.writestr(name, data)
     return buffer.getvalue()
 
@@ -158,7 +159,7 @@ def hostile_archives(tiny_run: Path) -> dict[str, tuple[dict[str, bytes], str]]:
 
 @pytest.mark.parametrize("case", ["zip slip", "pickle weights", "unknown file", "oversized member"])
 def test_hostile_run_archives_are_refused_and_leave_nothing(dirs, tiny_run, monkeypatch, case):
-    monkeypatch.setitem(run_import.LIMITS, run_io.HISTORY, 1000)
+    monkeypatch.setitem(zip_import.LIMITS, run_io.HISTORY, 1000)
     members, message = hostile_archives(tiny_run)[case]
     at = upload(open_page(), "codes_import_zip", "evil.zip", zip_run(tiny_run, members))
     at.button(key="codes_import").click().run()

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtc_core import io
-from mtc_core.train import TrainConfig, train
+from mtc_core import runs
+from mtc_core.training.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.browser
 
@@ -35,8 +35,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 1000}
 SERVER_START_S, PAGE_S, TRAIN_S = 90, 180, 180  # upper bounds on every wait
 
-# url path, title, screenshot name, what must render. The fresh server's first request is a deep link
-# (/Traversals): it must run through app.py, sidebar model picker included.
+# url path, title, screenshot name, what must render. Each is a deep link, a new session's first request: the page
+# must come with the sidebar every page shares (layout.page), model picker included.
 PAGES = [
     ("Traversals", "Latent traversals", "traversals", {"image"}),
     ("Models", "Models", "models", {"chart"}),
@@ -245,7 +245,7 @@ def test_page_renders_in_chromium(server, page, screenshots, path, title, name, 
     page.goto(f"{server['url']}/{path}")
     settle(page, title)
     assert_no_exception(page)
-    assert picked(page).startswith("beta-TCVAE")  # the default model, in the sidebar: the page ran through app.py
+    assert picked(page).startswith("beta-TCVAE")  # the default model, in the sidebar every page shares
     if "chart" in renders:
         page.locator(".js-plotly-plot .main-svg").first.wait_for(state="visible")
         assert page.locator(".modebar-btn[data-title^='Download plot' i]").count() >= 1
@@ -283,13 +283,13 @@ def test_a_reload_keeps_control_of_a_training(server, page, screenshots):
     assert page.get_by_test_id("stSidebar").get_by_text(re.compile(r"Training beta_tcvae on toy: step")).count() == 1
     page.get_by_role("button", name=re.compile("Cancel")).click()
     page.get_by_text(re.compile(r"Saved to .*\(cancelled")).wait_for(timeout=TRAIN_S * 1000)
-    assert io.read_json(server["runs"] / new[0] / io.CONFIG)["status"] == "cancelled"
+    assert runs.read_json(server["runs"] / new[0] / runs.CONFIG)["status"] == "cancelled"
     assert_no_exception(page)
 
 
 def test_a_killed_server_leaves_an_interrupted_run_to_resume(sync_playwright, browser, tmp_path):
-    runs = tmp_path / "runs"
-    first = Server(ZOO, runs, tmp_path / "first.log")
+    runs_root = tmp_path / "runs"
+    first = Server(ZOO, runs_root, tmp_path / "first.log")
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(PAGE_S * 1000)
     page = context.new_page()
@@ -300,10 +300,10 @@ def test_a_killed_server_leaves_an_interrupted_run_to_resume(sync_playwright, br
         page.get_by_text(re.compile(r"step [1-9]\d* / 1000000")).first.wait_for(timeout=TRAIN_S * 1000)
     finally:
         first.kill()
-    (run,) = list(runs.iterdir())
-    assert io.read_json(run / io.CONFIG)["status"] == "running"
+    (run,) = list(runs_root.iterdir())
+    assert runs.read_json(run / runs.CONFIG)["status"] == "running"
 
-    second = Server(ZOO, runs, tmp_path / "second.log")
+    second = Server(ZOO, runs_root, tmp_path / "second.log")
     try:
         page.goto(f"{second.url}/Train")
         settle(page, "Train a model")
@@ -313,8 +313,8 @@ def test_a_killed_server_leaves_an_interrupted_run_to_resume(sync_playwright, br
         page.get_by_text(re.compile(r"beta_tcvae on toy \(resumed\)")).first.wait_for()
         page.get_by_role("button", name=re.compile("Cancel")).click()
         page.get_by_text(re.compile(r"Saved to .*\(cancelled")).wait_for(timeout=TRAIN_S * 1000)
-        assert io.read_json(run / io.CONFIG)["status"] == "cancelled"
-        assert json.loads((run / io.CONFIG).read_text())["step"] > 0
+        assert runs.read_json(run / runs.CONFIG)["status"] == "cancelled"
+        assert json.loads((run / runs.CONFIG).read_text())["step"] > 0
     finally:
         context.close()
         second.stop()

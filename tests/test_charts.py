@@ -1,8 +1,8 @@
-"""ui.charts helpers that do not need a running app."""
+"""mtc_core.visualize.charts helpers that do not need a running app."""
 
 import pytest
 
-from ui.charts import _error, extent, short_name
+from mtc_core.visualize.charts import _error, extent, short_name
 
 
 def test_short_name_drops_the_dataset_whatever_its_case():

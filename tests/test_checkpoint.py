@@ -1,4 +1,4 @@
-"""A checkpoint is one atomic unit: a kill at any write leaves a run that resumes exactly or refuses (DESIGN 2.5)."""
+"""A checkpoint is one atomic unit: a kill at any write leaves a run that resumes exactly or refuses (docs/design.md, "Checkpoints")."""
 
 import json
 import os
@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mtc_core import checkpoint as ckpt
-from mtc_core import io
-from mtc_core.train import Callback, TrainConfig, train
+from mtc_core import runs
+from mtc_core.runs import checkpoint as ckpt
+from mtc_core.training.trainer import Callback, TrainConfig, train
 
 TINY = {"latent_dim": 2, "hidden": 8}
 
@@ -30,11 +30,11 @@ class Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    runs = {}
+    finished = {}
     for model in ("beta_vae", "factor_vae"):
         result = train(_config(model), tmp_path_factory.mktemp("full") / model)
-        runs[model] = (result.model.state_dict(), io.read_history(result.run_dir))
-    return runs
+        finished[model] = (result.model.state_dict(), runs.read_history(result.run_dir))
+    return finished
 
 
 def _kill_at_write(monkeypatch, n: int, copy_to):
@@ -50,7 +50,7 @@ def _kill_at_write(monkeypatch, n: int, copy_to):
             raise Killed
         return real(src, dst)
 
-    monkeypatch.setattr(io.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     return calls
 
 
@@ -59,8 +59,8 @@ def _assert_same_run(result, expected):
     assert result.status == "complete" and result.step == 20
     for name, t in weights.items():
         assert torch.equal(result.model.state_dict()[name], t), name
-    assert io.read_history(result.run_dir) == history
-    loaded, config = io.load_run(result.run_dir)
+    assert runs.read_history(result.run_dir) == history
+    loaded, config = runs.load_run(result.run_dir)
     assert config["status"] == "complete" and config["step"] == 20
     for name, t in weights.items():
         assert torch.equal(loaded.state_dict()[name], t), name
@@ -107,7 +107,7 @@ def test_resume_of_a_cancelled_run_is_exact_and_keeps_nothing_of_the_old_format(
                 cancel.set()
 
     assert train(_config(), tmp_path / "run", callbacks=[CancelAt7()], cancel=cancel).step == 7
-    assert sorted(ckpt.run_files(tmp_path / "run")) == sorted([io.WEIGHTS, io.CONFIG, io.METRICS, io.HISTORY, ckpt.CHECKPOINT])
+    assert sorted(ckpt.run_files(tmp_path / "run")) == sorted([runs.WEIGHTS, runs.CONFIG, runs.METRICS, runs.HISTORY, ckpt.CHECKPOINT])
     _assert_same_run(train(_config(), tmp_path / "run", resume=True), uninterrupted["beta_vae"])
 
 
@@ -116,17 +116,17 @@ def test_resume_of_a_cancelled_run_is_exact_and_keeps_nothing_of_the_old_format(
 # checkpoint, in the old order, with the old names.
 def _write_legacy(run_dir, source, *, weights_from=None):
     tensors = load_file(source / ckpt.CHECKPOINT)
-    meta = json.loads(io.read_safetensors_header(source / ckpt.CHECKPOINT)[1]["mtc_checkpoint"])
+    meta = json.loads(runs.read_safetensors_header(source / ckpt.CHECKPOINT)[1]["mtc_checkpoint"])
     weights = load_file((weights_from or source) / ckpt.CHECKPOINT)
     run_dir.mkdir()
-    save_file({k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}, run_dir / io.WEIGHTS)
+    save_file({k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}, run_dir / runs.WEIGHTS)
     save_file({(k[len("optim."):] if k.startswith("optim.") else k): v for k, v in tensors.items() if not k.startswith("model.")},
               run_dir / ckpt.LEGACY_TENSORS)
-    io.write_json(run_dir / ckpt.LEGACY_STATE, {"step": meta["step"], "param_groups": meta["param_groups"], "numpy_rng": meta["numpy_rng"]})
-    shutil.copy(source / io.HISTORY, run_dir / io.HISTORY)
-    config = io.read_json(source / io.CONFIG)
-    io.write_json(run_dir / io.CONFIG, {**config, "step": meta["step"]})
-    _written_in_order(run_dir, [io.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, io.HISTORY, io.CONFIG])
+    runs.write_json(run_dir / ckpt.LEGACY_STATE, {"step": meta["step"], "param_groups": meta["param_groups"], "numpy_rng": meta["numpy_rng"]})
+    shutil.copy(source / runs.HISTORY, run_dir / runs.HISTORY)
+    config = runs.read_json(source / runs.CONFIG)
+    runs.write_json(run_dir / runs.CONFIG, {**config, "step": meta["step"]})
+    _written_in_order(run_dir, [runs.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, runs.HISTORY, runs.CONFIG])
     return run_dir
 
 
@@ -161,18 +161,18 @@ def test_an_old_format_run_killed_between_its_files_refuses(tmp_path):
     at5, at10 = _cancelled_at(tmp_path, "at5", 5), _cancelled_at(tmp_path, "at10", 10)
     # killed after the weights of step 10, before their trainer state: the weights are newer than the rest
     legacy = _write_legacy(tmp_path / "a", at5)
-    save_file({k[len("model."):]: v for k, v in load_file(at10 / ckpt.CHECKPOINT).items() if k.startswith("model.")}, legacy / io.WEIGHTS)
-    _written_in_order(legacy, [ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, io.HISTORY, io.CONFIG, io.WEIGHTS])
+    save_file({k[len("model."):]: v for k, v in load_file(at10 / ckpt.CHECKPOINT).items() if k.startswith("model.")}, legacy / runs.WEIGHTS)
+    _written_in_order(legacy, [ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, runs.HISTORY, runs.CONFIG, runs.WEIGHTS])
     before = {p.name: p.read_bytes() for p in legacy.iterdir()}
-    with pytest.raises(io.CheckpointError, match="interrupted between two of its files.*out of order"):
+    with pytest.raises(runs.CheckpointError, match="interrupted between two of its files.*out of order"):
         train(_config(), legacy, resume=True)
     assert {p.name: p.read_bytes() for p in legacy.iterdir()} == before  # a refusal changes nothing
     # killed after trainer_state.json of step 10, before config.json: two steps named
     legacy = _write_legacy(tmp_path / "b", at5)
-    meta = io.read_json(legacy / ckpt.LEGACY_STATE)
-    io.write_json(legacy / ckpt.LEGACY_STATE, {**meta, "step": 10})
-    _written_in_order(legacy, [io.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, io.HISTORY, io.CONFIG])  # config: step 5
-    with pytest.raises(io.CheckpointError, match=r"config.json at step 5, trainer_state.json at step 10"):
+    meta = runs.read_json(legacy / ckpt.LEGACY_STATE)
+    runs.write_json(legacy / ckpt.LEGACY_STATE, {**meta, "step": 10})
+    _written_in_order(legacy, [runs.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, runs.HISTORY, runs.CONFIG])  # config: step 5
+    with pytest.raises(runs.CheckpointError, match=r"config.json at step 5, trainer_state.json at step 10"):
         train(_config(), legacy, resume=True)
 
 
@@ -189,7 +189,7 @@ def test_an_old_format_run_killed_between_its_files_refuses(tmp_path):
 def test_resume_into_a_different_run_refuses(tmp_path, change, match):
     run = _cancelled_at(tmp_path, "run", 7)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    with pytest.raises(io.CheckpointError, match=match):
+    with pytest.raises(runs.CheckpointError, match=match):
         train(_config(**change), run, resume=True)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
@@ -206,7 +206,7 @@ def test_a_damaged_checkpoint_refuses(tmp_path, damage):
     run = _cancelled_at(tmp_path, "run", 7)
     file = run / ckpt.CHECKPOINT
     tensors = {name: t.clone() for name, t in load_file(file).items()}  # not the file's memory map: it is rewritten below
-    meta = json.loads(io.read_safetensors_header(file)[1]["mtc_checkpoint"])
+    meta = json.loads(runs.read_safetensors_header(file)[1]["mtc_checkpoint"])
     if damage == "truncate":
         file.write_bytes(file.read_bytes()[:-100])
     elif damage == "pickle":
@@ -226,22 +226,22 @@ def test_a_damaged_checkpoint_refuses(tmp_path, damage):
     elif damage == "bad_numpy_rng":
         save_file(tensors, file, {"mtc_checkpoint": json.dumps({**meta, "numpy_rng": {"bit_generator": "MT19937", "state": 5}})})
     elif damage == "history_cut":
-        io.write_history(run, io.read_history(run)[:-1])
+        runs.write_history(run, runs.read_history(run)[:-1])
     elif damage == "nan":
         name = next(k for k in tensors if k.startswith("model."))
         save_file({**tensors, name: tensors[name] * float("nan")}, file, {"mtc_checkpoint": json.dumps(meta)})
-    with pytest.raises(io.CheckpointError):
+    with pytest.raises(runs.CheckpointError):
         train(_config(), run, resume=True)
 
 
 def test_a_zoo_copy_or_foreign_folder_does_not_resume(tmp_path, tiny_run):
     zoo_like = tmp_path / "zoo_like"
     zoo_like.mkdir()
-    for name in (io.WEIGHTS, io.CONFIG):
+    for name in (runs.WEIGHTS, runs.CONFIG):
         shutil.copy(tiny_run / name, zoo_like / name)
-    with pytest.raises(io.CheckpointError, match="without a checkpoint"):
+    with pytest.raises(runs.CheckpointError, match="without a checkpoint"):
         train(_config(), zoo_like, resume=True)
-    assert sorted(p.name for p in zoo_like.iterdir()) == sorted([io.WEIGHTS, io.CONFIG])
+    assert sorted(p.name for p in zoo_like.iterdir()) == sorted([runs.WEIGHTS, runs.CONFIG])
 
 
 def test_an_existing_run_is_never_overwritten_without_the_flag(tmp_path, tiny_run):
@@ -249,7 +249,7 @@ def test_an_existing_run_is_never_overwritten_without_the_flag(tmp_path, tiny_ru
     shutil.copytree(tiny_run, run)
     (run / "notes.txt").write_text("mine")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    for files in ([io.CONFIG], [io.WEIGHTS], [io.HISTORY]):
+    for files in ([runs.CONFIG], [runs.WEIGHTS], [runs.HISTORY]):
         partial = tmp_path / f"partial-{files[0]}"
         partial.mkdir()
         shutil.copy(run / files[0], partial / files[0])
@@ -259,9 +259,9 @@ def test_an_existing_run_is_never_overwritten_without_the_flag(tmp_path, tiny_ru
         train(_config(), run)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     result = train(_config(steps=5), run, overwrite=True)
-    assert result.status == "complete" and io.read_json(run / io.CONFIG)["train"]["steps"] == 5
+    assert result.status == "complete" and runs.read_json(run / runs.CONFIG)["train"]["steps"] == 5
     assert (run / "notes.txt").read_text() == "mine"  # overwrite replaces the run's files, nothing else
-    assert [r["step"] for r in io.read_history(run)] == [5]
+    assert [r["step"] for r in runs.read_history(run)] == [5]
     with pytest.raises(ValueError, match="exclude each other"):
         train(_config(), run, resume=True, overwrite=True)
     (tmp_path / "file").write_text("x")

@@ -5,8 +5,8 @@ import sys
 import pytest
 from PIL import Image
 
-from mtc_core import io
-from mtc_core.__main__ import main
+from mtc_core import runs
+from mtc_core.cli.commands import main
 
 
 def test_train_traverse_roundtrip(tmp_path, capsys):
@@ -14,7 +14,7 @@ def test_train_traverse_roundtrip(tmp_path, capsys):
     code = main(["train", "--model", "beta_tcvae", "--out", str(out), "--steps", "12", "--batch-size", "16", "--eval-every", "6",
                  "--eval-size", "32", "--latent-dim", "3", "--hidden", "16", "--beta", "3", "--estimator", "mss", "--device", "cpu"])
     assert code == 0
-    _, config = io.load_run(out)
+    _, config = runs.load_run(out)
     assert config["model"]["params"]["beta"] == 3.0 and config["model"]["params"]["estimator"] == "mss"
     assert config["train"]["steps"] == 12
     assert config["command"].startswith("python -m mtc_core train --model beta_tcvae")
@@ -45,7 +45,7 @@ def test_theory_table():
                             capture_output=True, text=True, check=True)
     row = [line for line in result.stdout.splitlines() if line.startswith("| 2 | 0.5 |")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # closed forms of DESIGN 1.1: TC(mean) = -1/2 log(1 - 0.25); sampled rho' = 0.25; bound at rho' = 0.5
+    # closed forms of docs/design.md, "The theorem": TC(mean) = -1/2 log(1 - 0.25); sampled rho' = 0.25; bound at rho' = 0.5
     assert float(cells[2]) == pytest.approx(-0.5 * math.log(0.75), abs=1e-4)
     assert float(cells[3]) == pytest.approx(-0.5 * math.log(1 - 0.0625), abs=1e-4)
     assert float(cells[4]) == pytest.approx(-0.5 * math.log(0.75), abs=1e-4)

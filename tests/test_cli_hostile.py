@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from mtc_core import __main__ as cli
-from mtc_core import io, zoo
-from mtc_core.__main__ import main
+from mtc_core import runs
+from mtc_core.cli import commands as cli
+from mtc_core.cli.commands import main
+from mtc_core.runs import zoo
 
 LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(8)) + \
     "dataset: {name: toy}\nmodels: [{name: vae, label: *l7}]\n"
@@ -44,13 +45,13 @@ def files(tmp_path_factory, tiny_run):
     shutil.copytree(tiny_run, run)
     mismatch = root / "mismatch"
     shutil.copytree(tiny_run, mismatch)
-    config = io.read_json(mismatch / io.CONFIG)
+    config = runs.read_json(mismatch / runs.CONFIG)
     config["dataset"] = {"name": "shapes2d"}  # 64x64 images for a 32x32 model
-    io.write_json(mismatch / io.CONFIG, config)
+    runs.write_json(mismatch / runs.CONFIG, config)
     no_file = root / "no_file"
     shutil.copytree(tiny_run, no_file)
     config["dataset"] = {"name": "dsprites", "path": str(root / "absent.npz")}
-    io.write_json(no_file / io.CONFIG, config)
+    runs.write_json(no_file / runs.CONFIG, config)
     specs = {
         "malformed": "dataset: {name: toy\nmodels: [\n",
         "tag": "dataset: !!python/object/apply:os.system [echo pwned]\nmodels: []\n",
@@ -64,11 +65,11 @@ def files(tmp_path_factory, tiny_run):
         (root / f"{name}.yaml").write_text(text)
     for name, content in (("null_metrics", "null"), ("broken_metrics", "{")):
         shutil.copytree(tiny_run, root / name)
-        (root / name / io.METRICS).write_text(content)
+        (root / name / runs.METRICS).write_text(content)
     (root / "a_file").write_text("not a folder")
     broken_sweep = root / "broken_sweep"
     (broken_sweep / "vae-seed=0").mkdir(parents=True)
-    (broken_sweep / "vae-seed=0" / io.CONFIG).write_text("[1, 2]")
+    (broken_sweep / "vae-seed=0" / runs.CONFIG).write_text("[1, 2]")
     return root
 
 
@@ -124,9 +125,9 @@ def cases(root: Path) -> list[tuple[list[str], str]]:
         (["reproduce", "--zoo", str(root), "--table", str(root / "no" / "R.md")], "does not exist"),
         (["reproduce", "--sweep", str(root / "a_file")], "not a folder"),
         # an output flag pointed at a data file by a slip is refused by its extension, not overwritten
-        (["reproduce", "--zoo", str(root), "--table", str(root / "run" / io.WEIGHTS)], "--table"),
-        (["reproduce", "--sweep", str(root), "--plot", str(root / "run" / io.CONFIG)], "unexpected file extension '.json'; use .png"),
-        (["evaluate-codes", str(root / "absent.npz"), "--out", str(root / "run" / io.WEIGHTS)], "use .json"),
+        (["reproduce", "--zoo", str(root), "--table", str(root / "run" / runs.WEIGHTS)], "--table"),
+        (["reproduce", "--sweep", str(root), "--plot", str(root / "run" / runs.CONFIG)], "unexpected file extension '.json'; use .png"),
+        (["evaluate-codes", str(root / "absent.npz"), "--out", str(root / "run" / runs.WEIGHTS)], "use .json"),
     ]
 
 
@@ -167,9 +168,9 @@ def test_reproduce_skips_a_broken_zoo_model_with_a_warning_naming_it(tiny_run, t
     zoo.add_run(tiny_run, root, "good", "good model")
     for name in ("list_config", "bad_weights", "bad_metrics"):
         zoo.add_run(tiny_run, root, name, name)
-    io.write_json(root / "list_config" / io.CONFIG, [1, 2])
-    (root / "bad_weights" / io.WEIGHTS).write_bytes((root / "bad_weights" / io.WEIGHTS).read_bytes()[:100])
-    io.write_json(root / "bad_metrics" / io.METRICS, ["not", "an", "object"])
+    runs.write_json(root / "list_config" / runs.CONFIG, [1, 2])
+    (root / "bad_weights" / runs.WEIGHTS).write_bytes((root / "bad_weights" / runs.WEIGHTS).read_bytes()[:100])
+    runs.write_json(root / "bad_metrics" / runs.METRICS, ["not", "an", "object"])
     broken = {name: snapshot(root / name) for name in ("list_config", "bad_weights", "bad_metrics")}
     argv = ["reproduce", "--zoo", str(root), "--table", str(tmp_path / "R.md"), "--figures", str(tmp_path / "fig"),
             "--num-train", "200", "--num-test", "100"]
@@ -181,7 +182,7 @@ def test_reproduce_skips_a_broken_zoo_model_with_a_warning_naming_it(tiny_run, t
     assert "3 zoo model(s) skipped" in captured.err and "Traceback" not in captured.err
     assert "| good model |" in (tmp_path / "R.md").read_text()
     # every model broken: a refusal, not an empty table
-    io.write_json(root / "good" / io.CONFIG, {"model": "x"})
+    runs.write_json(root / "good" / runs.CONFIG, {"model": "x"})
     refused(argv, capsys, "no model could be evaluated (4 skipped)")
 
 
@@ -201,7 +202,7 @@ def test_evaluate_still_works_after_the_checks(files, capsys):
     run = files / "evaluated"
     shutil.copytree(files / "run", run)
     assert main(["evaluate", str(run), "--num-train", "200", "--num-test", "100"]) == 0
-    evaluation = io.read_json(run / io.METRICS)["evaluation"]
+    evaluation = runs.read_json(run / runs.METRICS)["evaluation"]
     assert evaluation["settings"]["num_train"] == 200 and np.isfinite(evaluation["recon"])
 
 

@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mtc_core import codes_file
-from mtc_core.codes_file import Codes, load_codes, save_codes, validate
+from mtc_core.evaluation import codes_file
+from mtc_core.evaluation.codes_file import Codes, load_codes, save_codes, validate
 
 
 def npz_bytes(**arrays) -> bytes:

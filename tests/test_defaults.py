@@ -6,9 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from mtc_core import io
-from mtc_core.__main__ import main
-from mtc_core.defaults import CONV_64PX, MLP_32PX, MLP_DATASETS, dataset_defaults
+from mtc_core import runs
+from mtc_core.cli.commands import main
+from mtc_core.training.defaults import CONV_64PX, MLP_32PX, MLP_DATASETS, dataset_defaults
 from ui.pages import PAGE_FILES
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -28,11 +28,11 @@ def test_every_dataset_has_defaults_and_unknown_names_have_none():
 
 def test_the_cli_trains_with_the_datasets_defaults_unless_told(tmp_path):
     assert main(["train", "--out", str(tmp_path / "a"), "--steps", "2", "--eval-every", "1", "--eval-size", "8", "--latent-dim", "2"]) == 0
-    train = io.read_json(tmp_path / "a" / io.CONFIG)["train"]
+    train = runs.read_json(tmp_path / "a" / runs.CONFIG)["train"]
     assert (train["lr"], train["batch_size"], train["steps"]) == (2e-3, 64, 2)
     assert main(["train", "--out", str(tmp_path / "b"), "--steps", "2", "--lr", "0.01", "--eval-every", "1", "--eval-size", "8",
                  "--latent-dim", "2"]) == 0
-    assert io.read_json(tmp_path / "b" / io.CONFIG)["train"]["lr"] == 0.01
+    assert runs.read_json(tmp_path / "b" / runs.CONFIG)["train"]["lr"] == 0.01
 
 
 def test_the_train_page_shows_the_same_defaults_for_the_picked_dataset(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from mtc_core.disintegration import (
+from mtc_core.estimators import tc_knn
+from mtc_core.metrics.disintegration import (
     discretize,
     disintegration_report,
     latents_per_factor,
@@ -12,7 +13,6 @@ from mtc_core.disintegration import (
     split_ratio,
     synthetic_split,
 )
-from mtc_core.estimators import tc_knn
 
 
 def peer_histogram_discretize(target, num_bins):

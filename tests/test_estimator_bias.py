@@ -18,17 +18,14 @@ from mtc_core.estimators import (
     gaussian_tc,
     mean_tc_gaussian,
     mean_tc_kde,
-    passive_posterior,
-    passive_tc,
     sampled_cov,
-    synthetic_posterior,
-    synthetic_tc,
     tc_dataset,
     tc_knn,
     tc_mss,
     tc_mws,
 )
 from mtc_core.estimators.minibatch import gaussian_tc_null_mean
+from mtc_core.theory import passive_posterior, passive_tc, synthetic_posterior, synthetic_tc
 
 D, S = 10, 0.5
 SHAPES2D = 737_280

@@ -4,17 +4,18 @@ import numpy as np
 import pytest
 
 import mtc_core
-from mtc_core import estimators, io, metrics
+from mtc_core import estimators, metrics, runs
 from mtc_core.data import make_dataset
-from mtc_core.evaluation import _SharedEncoder
-from mtc_core.traversal import encode_numpy
+from mtc_core.evaluation import tc_report
+from mtc_core.evaluation.scoring import _SharedEncoder
+from mtc_core.visualize.traversal import encode_numpy
 
 SMALL = {"num_train": 600, "num_test": 300, "intervention_points": 8, "variance_points": 200, "dataset_tc_samples": 200}
 
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_run):
-    model, config = io.load_run(tiny_run)
+    model, config = runs.load_run(tiny_run)
     dataset = make_dataset(config["dataset"])
     return model, dataset, mtc_core.evaluate(model, dataset, seed=3, **SMALL)
 
@@ -43,7 +44,7 @@ def test_values_equal_the_functions_on_the_same_codes(evaluated):
     assert tc["settings"]["n"] == 600
     assert tc["mean"]["gaussian"]["value"] == pytest.approx(estimators.gaussian_tc(np.cov(mu.T)), rel=1e-9)
     assert tc["sampled"]["gaussian"]["value"] == pytest.approx(estimators.gaussian_tc(np.cov(z.T)), rel=1e-9)
-    assert tc == estimators.tc_report(mu, logvar, z, seed=3, dataset_mc_samples=200)  # one function, one value
+    assert tc == tc_report.tc_report(mu, logvar, z, seed=3, dataset_mc_samples=200)  # one function, one value
     assert result["mean"]["mig"] == pytest.approx(metrics.mig(mu, factors), abs=1e-12)
     assert result["sampled"]["mig"] == pytest.approx(metrics.mig(z, factors), abs=1e-12)
     np.testing.assert_allclose(result["activity"]["var_mu"], mu.var(0, ddof=1), rtol=1e-9)
@@ -71,8 +72,8 @@ def test_repeated_images_do_not_inflate_the_knn_tc(rng):
     codes = rng.integers(0, 4, size=(400, 2)) + 0.3 * rng.standard_normal((400, 2))
     codes = np.column_stack([codes, codes[:, 0] + 0.5 * rng.standard_normal(400)])
     logvar = np.full_like(codes, -2.0)
-    once = estimators.tc_report(codes, logvar, knn_batches=2, knn_points=200)
-    repeated = estimators.tc_report(np.tile(codes, (5, 1)), np.tile(logvar, (5, 1)), knn_batches=2, knn_points=200)
+    once = tc_report.tc_report(codes, logvar, knn_batches=2, knn_points=200)
+    repeated = tc_report.tc_report(np.tile(codes, (5, 1)), np.tile(logvar, (5, 1)), knn_batches=2, knn_points=200)
     assert once["mean"]["knn"]["n"] == repeated["mean"]["knn"]["n"] == 200
     assert repeated["mean"]["knn"]["value"] == pytest.approx(once["mean"]["knn"]["value"], abs=0.15)
     assert repeated["mean"]["gaussian"]["value"] == pytest.approx(once["mean"]["gaussian"]["value"], rel=1e-3)

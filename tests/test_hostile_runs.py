@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtc_core import checkpoint as ckpt
-from mtc_core import io
-from mtc_core.__main__ import main
-from mtc_core.train import TrainConfig
+from mtc_core import runs
+from mtc_core.cli.commands import main
+from mtc_core.runs import checkpoint as ckpt
+from mtc_core.training.trainer import TrainConfig
 
 HOSTILE = [None, True, -1, 0, 2.5, 10**12, 1e300, "x", "", [], {}, [1, 2, 3], {"name": "toy"}, [[[[[[]]]]]]]
 NOT_READ_BY_LOAD = ("train", "versions")  # inside these, load_run reads nothing (the nodes themselves are replaced too)
@@ -46,8 +46,8 @@ def _set(obj, path, value):
 def _load_or_refuse(path):
     """'loaded' or 'refused'; any other exception fails the test (that is the property under test)."""
     try:
-        io.load_run(path)
-    except io.CheckpointError as e:
+        runs.load_run(path)
+    except runs.CheckpointError as e:
         assert str(e) and "\n" not in str(e)
         return "refused"
     return "loaded"
@@ -61,13 +61,13 @@ def run(tiny_run, tmp_path):
 
 
 def test_every_config_value_replaced_by_a_hostile_one(run):
-    config = io.read_json(run / io.CONFIG)
+    config = runs.read_json(run / runs.CONFIG)
     outcomes = {}
     for path in _paths(config):
         if len(path) > 1 and path[0] in NOT_READ_BY_LOAD:
             continue
         for value in HOSTILE:
-            io.write_json(run / io.CONFIG, _set(config, path, value))
+            runs.write_json(run / runs.CONFIG, _set(config, path, value))
             outcomes.setdefault(path, []).append(_load_or_refuse(run))
     # what load_run needs (format version, model spec, every size) refuses every hostile value; status, command and
     # the like are not needed to rebuild a model and may hold anything
@@ -81,7 +81,7 @@ def test_every_config_value_replaced_by_a_hostile_one(run):
 
 
 def test_every_header_field_replaced_by_a_hostile_value(run):
-    data = (run / io.WEIGHTS).read_bytes()
+    data = (run / runs.WEIGHTS).read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     header, body = json.loads(data[8 : 8 + n]), data[8 + n :]
     tried = 0
@@ -89,14 +89,14 @@ def test_every_header_field_replaced_by_a_hostile_value(run):
         for field in ("dtype", "shape", "data_offsets"):
             for value in [*HOSTILE, "F8_E4M3", "F8_E5M2", "I64", "F16", [0], [-1, 4], [4, 0], [0, 2**64]]:
                 text = json.dumps({**header, name: {**header[name], field: value}}).encode()
-                (run / io.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + body)
+                (run / runs.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + body)
                 assert _load_or_refuse(run) == "refused", (name, field, value)
                 tried += 1
     assert tried == 4 * 3 * (len(HOSTILE) + 8)
 
 
 def test_random_truncations_and_byte_flips_of_the_weights(run):
-    good = (run / io.WEIGHTS).read_bytes()
+    good = (run / runs.WEIGHTS).read_bytes()
     (n,) = struct.unpack("<Q", good[:8])
     rng = np.random.default_rng(0)
     outcomes = {"loaded": 0, "refused": 0}
@@ -110,7 +110,7 @@ def test_random_truncations_and_byte_flips_of_the_weights(run):
         else:  # the tensor data: a flipped float loads, unless it became NaN or inf
             for at in rng.integers(8 + n, len(good), size=3):
                 data[at] = rng.integers(0, 256)
-        (run / io.WEIGHTS).write_bytes(bytes(data))
+        (run / runs.WEIGHTS).write_bytes(bytes(data))
         outcomes[_load_or_refuse(run)] += 1
     assert outcomes["refused"] >= 90 and outcomes["loaded"] > 0, outcomes
 
@@ -146,12 +146,12 @@ def _damage(run, how):
         save_file({"x": torch.zeros(3)}, run / ckpt.CHECKPOINT)
     elif how in ("pickled_legacy_state", "bad_legacy_state_json", "legacy_state_is_a_list"):
         # a run of the older format (trainer_state.*), its files written in the old order, one of them damaged
-        meta = json.loads(io.read_safetensors_header(run / ckpt.CHECKPOINT)[1]["mtc_checkpoint"])
+        meta = json.loads(runs.read_safetensors_header(run / ckpt.CHECKPOINT)[1]["mtc_checkpoint"])
         (run / ckpt.CHECKPOINT).unlink()
         (run / ckpt.LEGACY_TENSORS).write_bytes(pickle.dumps({"exp_avg": [0.0] * 16}))
         state = {"step": meta["step"], "param_groups": meta["param_groups"], "numpy_rng": meta["numpy_rng"]}
         (run / ckpt.LEGACY_STATE).write_text({"bad_legacy_state_json": "{step: 3", "legacy_state_is_a_list": "[3]"}.get(how, json.dumps(state)))
-        for i, name in enumerate((io.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, io.CONFIG)):
+        for i, name in enumerate((runs.WEIGHTS, ckpt.LEGACY_TENSORS, ckpt.LEGACY_STATE, runs.CONFIG)):
             os.utime(run / name, (1_700_000_000 + i, 1_700_000_000 + i))
 
 
@@ -232,6 +232,6 @@ def test_cli_overwrite_replaces_only_the_run(cli_run, tmp_path, capsys):
     shutil.copytree(cli_run, run)
     (run / "notes.txt").write_text("mine")
     assert main(["train", "--model", "vae", "--out", str(run), *TINY_FLAGS, "--overwrite"]) == 0
-    assert io.read_json(run / io.CONFIG)["model"]["name"] == "vae" and (run / "notes.txt").read_text() == "mine"
+    assert runs.read_json(run / runs.CONFIG)["model"]["name"] == "vae" and (run / "notes.txt").read_text() == "mine"
     assert main(["train", "--model", "vae", "--out", str(run), *TINY_FLAGS[:1], "12", *TINY_FLAGS[2:], "--resume"]) == 0
-    assert io.read_json(run / io.CONFIG)["step"] == 12
+    assert runs.read_json(run / runs.CONFIG)["step"] == 12

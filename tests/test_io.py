@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mtc_core import io
+from mtc_core import runs
 from mtc_core.models import VAE, build_model
 
 PARAMS = {"architecture": "mlp", "image_shape": [1, 16, 16], "latent_dim": 3, "hidden": 16}
@@ -20,110 +20,110 @@ PARAMS = {"architecture": "mlp", "image_shape": [1, 16, 16], "latent_dim": 3, "h
 def run(tmp_path):
     torch.manual_seed(0)
     model = build_model("beta_vae", {**PARAMS, "beta": 2.0})
-    path = io.save_run(model, {"model": {"name": "beta_vae"}, "train": {"steps": 0}}, tmp_path / "run",
+    path = runs.save_run(model, {"model": {"name": "beta_vae"}, "train": {"steps": 0}}, tmp_path / "run",
                        history=[{"step": 1, "loss": 2.0}], metrics={"x": 1.0})
     return model, path
 
 
 def test_save_load_gives_identical_outputs(run):
     model, path = run
-    loaded, config = io.load_run(path)
+    loaded, config = runs.load_run(path)
     assert config["model"]["name"] == "beta_vae" and config["model"]["params"]["beta"] == 2.0
-    assert config["format_version"] == io.FORMAT_VERSION and "torch" in config["versions"]
+    assert config["format_version"] == runs.FORMAT_VERSION and "torch" in config["versions"]
     x = torch.rand(5, 1, 16, 16)
     model.eval()
     with torch.no_grad():
         for a, b in zip(model.encode(x), loaded.encode(x), strict=True):
             assert torch.equal(a, b)
         assert torch.equal(model.decode(torch.ones(2, 3)), loaded.decode(torch.ones(2, 3)))
-    assert io.read_history(path) == [{"step": 1, "loss": 2.0}]
+    assert runs.read_history(path) == [{"step": 1, "loss": 2.0}]
 
 
 def test_half_precision_weights_load(run, tmp_path):
     model, path = run
-    half = io.save_run(model, {"model": {"name": "beta_vae"}}, tmp_path / "half", weights_dtype=torch.float16)
-    loaded, _ = io.load_run(half)
+    half = runs.save_run(model, {"model": {"name": "beta_vae"}}, tmp_path / "half", weights_dtype=torch.float16)
+    loaded, _ = runs.load_run(half)
     for name, t in loaded.state_dict().items():
         assert t.dtype == torch.float32
         assert torch.allclose(t, model.state_dict()[name], atol=1e-2)
 
 
 def _edit_config(path, **changes):
-    cfg = json.loads((path / io.CONFIG).read_text())
+    cfg = json.loads((path / runs.CONFIG).read_text())
     cfg.update(changes)
-    (path / io.CONFIG).write_text(json.dumps(cfg))
+    (path / runs.CONFIG).write_text(json.dumps(cfg))
 
 
-@pytest.mark.parametrize("missing", [io.CONFIG, io.WEIGHTS])
+@pytest.mark.parametrize("missing", [runs.CONFIG, runs.WEIGHTS])
 def test_missing_file_refused(run, missing):
     _, path = run
     (path / missing).unlink()
-    with pytest.raises(io.CheckpointError, match="missing file"):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match="missing file"):
+        runs.load_run(path)
 
 
 def test_wrong_format_version_refused(run):
     _, path = run
     _edit_config(path, format_version=99)
-    with pytest.raises(io.CheckpointError, match="format_version 99"):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match="format_version 99"):
+        runs.load_run(path)
 
 
 def test_unknown_model_key_refused(run):
     _, path = run
     _edit_config(path, model={"name": "evil_vae", "params": {}})
-    with pytest.raises(io.CheckpointError, match="unknown model key 'evil_vae'"):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match="unknown model key 'evil_vae'"):
+        runs.load_run(path)
 
 
 def test_bad_model_params_refused(run):
     _, path = run
     _edit_config(path, model={"name": "beta_vae", "params": {**PARAMS, "beta": -3}})
-    with pytest.raises(io.CheckpointError, match="beta"):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match="beta"):
+        runs.load_run(path)
 
 
 def test_shape_mismatch_refused(run):
     _, path = run
-    tensors = load_file(path / io.WEIGHTS)
+    tensors = load_file(path / runs.WEIGHTS)
     name = next(iter(tensors))
     tensors[name] = torch.zeros(7, 7)
-    save_file(tensors, path / io.WEIGHTS)
-    with pytest.raises(io.CheckpointError, match=f"tensor {name} has shape"):
-        io.load_run(path)
+    save_file(tensors, path / runs.WEIGHTS)
+    with pytest.raises(runs.CheckpointError, match=f"tensor {name} has shape"):
+        runs.load_run(path)
 
 
 def test_dtype_mismatch_refused(run):
     _, path = run
-    tensors = load_file(path / io.WEIGHTS)
+    tensors = load_file(path / runs.WEIGHTS)
     name = next(iter(tensors))
     tensors[name] = tensors[name].to(torch.int32)
-    save_file(tensors, path / io.WEIGHTS)
-    with pytest.raises(io.CheckpointError, match="dtype torch.int32"):
-        io.load_run(path)
+    save_file(tensors, path / runs.WEIGHTS)
+    with pytest.raises(runs.CheckpointError, match="dtype torch.int32"):
+        runs.load_run(path)
 
 
 def test_foreign_tensor_names_refused(run):
     _, path = run
-    save_file({"something.else": torch.zeros(3)}, path / io.WEIGHTS)
-    with pytest.raises(io.CheckpointError, match="tensor names do not match"):
-        io.load_run(path)
+    save_file({"something.else": torch.zeros(3)}, path / runs.WEIGHTS)
+    with pytest.raises(runs.CheckpointError, match="tensor names do not match"):
+        runs.load_run(path)
 
 
 @pytest.mark.parametrize("keep", [4, 100, -10])
 def test_truncated_file_refused(run, keep):
     _, path = run
-    data = (path / io.WEIGHTS).read_bytes()
-    (path / io.WEIGHTS).write_bytes(data[:keep])
-    with pytest.raises(io.CheckpointError, match="truncated|not a safetensors"):
-        io.load_run(path)
+    data = (path / runs.WEIGHTS).read_bytes()
+    (path / runs.WEIGHTS).write_bytes(data[:keep])
+    with pytest.raises(runs.CheckpointError, match="truncated|not a safetensors"):
+        runs.load_run(path)
 
 
 def test_garbage_header_refused(run):
     _, path = run
-    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", 5) + b"{nope" + b"\0" * 50)
-    with pytest.raises(io.CheckpointError, match="unreadable header"):
-        io.load_run(path)
+    (path / runs.WEIGHTS).write_bytes(struct.pack("<Q", 5) + b"{nope" + b"\0" * 50)
+    with pytest.raises(runs.CheckpointError, match="unreadable header"):
+        runs.load_run(path)
 
 
 class _Marker:
@@ -142,35 +142,35 @@ def test_pickle_is_never_executed(run, tmp_path, writer):
     marker = tmp_path / "PWNED"
     payload = {"state": model.state_dict(), "evil": _Marker(str(marker))}
     if writer == "pickle":
-        (path / io.WEIGHTS).write_bytes(pickle.dumps(payload))
+        (path / runs.WEIGHTS).write_bytes(pickle.dumps(payload))
     else:
-        torch.save(payload, path / io.WEIGHTS)
-    with pytest.raises(io.CheckpointError, match="pickle"):
-        io.load_run(path)
+        torch.save(payload, path / runs.WEIGHTS)
+    with pytest.raises(runs.CheckpointError, match="pickle"):
+        runs.load_run(path)
     assert not marker.exists()
     # the same pickle disguised as config.json is only ever parsed as JSON
-    shutil.copy(path / io.WEIGHTS, path / io.CONFIG)
-    with pytest.raises(io.CheckpointError, match="not valid JSON"):
-        io.load_run(path)
+    shutil.copy(path / runs.WEIGHTS, path / runs.CONFIG)
+    with pytest.raises(runs.CheckpointError, match="not valid JSON"):
+        runs.load_run(path)
     assert not marker.exists()
 
 
 def test_save_is_atomic_on_failure(run, monkeypatch):
     model, path = run
-    before = (path / io.CONFIG).read_bytes()
+    before = (path / runs.CONFIG).read_bytes()
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        io.write_json(path / io.CONFIG, {"x": 1})
-    assert (path / io.CONFIG).read_bytes() == before
+        runs.write_json(path / runs.CONFIG, {"x": 1})
+    assert (path / runs.CONFIG).read_bytes() == before
     assert [p.name for p in path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_new_run_dir_is_unique(tmp_path):
-    dirs = {io.new_run_dir(tmp_path, "m") for _ in range(5)}
+    dirs = {runs.new_run_dir(tmp_path, "m") for _ in range(5)}
     assert len(dirs) == 5 and all(d.is_dir() for d in dirs)
 
 
@@ -181,7 +181,7 @@ def _raw_safetensors(path, header, data=b""):
 
 
 def _weights_header(path):
-    data = (path / io.WEIGHTS).read_bytes()
+    data = (path / runs.WEIGHTS).read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     return json.loads(data[8 : 8 + n]), data[8 + n :]
 
@@ -206,21 +206,21 @@ def test_every_header_problem_is_a_checkpoint_error(run, mutate, match):
     _, path = run
     header, data = _weights_header(path)
     mutate(header, next(k for k in header if k != "__metadata__"))
-    _raw_safetensors(path / io.WEIGHTS, header, data)
-    with pytest.raises(io.CheckpointError, match=match):
-        io.load_run(path)
+    _raw_safetensors(path / runs.WEIGHTS, header, data)
+    with pytest.raises(runs.CheckpointError, match=match):
+        runs.load_run(path)
 
 
 def test_a_deeply_nested_or_huge_header_is_a_checkpoint_error(run):
     _, path = run
     deep = ("[" * 100_000 + "]" * 100_000).encode()
-    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(deep)) + deep)
-    with pytest.raises(io.CheckpointError, match="nested too deeply"):
-        io.load_run(path)
-    huge = b" " * (io.MAX_HEADER_BYTES + 8)
-    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(huge)) + huge)
-    with pytest.raises(io.CheckpointError, match="over the limit"):
-        io.load_run(path)
+    (path / runs.WEIGHTS).write_bytes(struct.pack("<Q", len(deep)) + deep)
+    with pytest.raises(runs.CheckpointError, match="nested too deeply"):
+        runs.load_run(path)
+    huge = b" " * (runs.MAX_HEADER_BYTES + 8)
+    (path / runs.WEIGHTS).write_bytes(struct.pack("<Q", len(huge)) + huge)
+    with pytest.raises(runs.CheckpointError, match="over the limit"):
+        runs.load_run(path)
 
 
 def test_a_header_length_starting_with_byte_0x80_is_not_taken_for_a_pickle(run):
@@ -229,9 +229,9 @@ def test_a_header_length_starting_with_byte_0x80_is_not_taken_for_a_pickle(run):
     text = json.dumps(header).encode()
     text += b" " * (0x0480 - len(text))  # length 0x480: the file starts with 0x80 0x04, like a protocol-4 pickle
     assert len(text) == 0x0480
-    (path / io.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + data)
-    assert (path / io.WEIGHTS).read_bytes()[:2] == b"\x80\x04"
-    loaded, _ = io.load_run(path)
+    (path / runs.WEIGHTS).write_bytes(struct.pack("<Q", len(text)) + text + data)
+    assert (path / runs.WEIGHTS).read_bytes()[:2] == b"\x80\x04"
+    loaded, _ = runs.load_run(path)
     for name, t in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], t)
 
@@ -264,8 +264,8 @@ def test_a_header_length_starting_with_byte_0x80_is_not_taken_for_a_pickle(run):
 def test_every_config_problem_is_a_checkpoint_error(run, edit, match):
     _, path = run
     _edit_config(path, **edit)
-    with pytest.raises(io.CheckpointError, match=match):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match=match):
+        runs.load_run(path)
 
 
 @pytest.mark.parametrize("text, match", [("[1, 2]", "JSON object"), ('"x"', "JSON object"), ("null", "JSON object"),
@@ -273,9 +273,9 @@ def test_every_config_problem_is_a_checkpoint_error(run, edit, match):
                                          (b"\xff\xfe{}", "not valid JSON")])
 def test_a_config_that_is_not_an_object_is_a_checkpoint_error(run, text, match):
     _, path = run
-    (path / io.CONFIG).write_bytes(text if isinstance(text, bytes) else text.encode())
-    with pytest.raises(io.CheckpointError, match=match):
-        io.load_run(path)
+    (path / runs.CONFIG).write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(runs.CheckpointError, match=match):
+        runs.load_run(path)
 
 
 def test_the_weights_header_is_checked_before_the_model_is_built(run, monkeypatch):
@@ -292,8 +292,8 @@ def test_the_weights_header_is_checked_before_the_model_is_built(run, monkeypatc
         original(self, config)
 
     monkeypatch.setattr(VAE, "__init__", spy)
-    with pytest.raises(io.CheckpointError, match=r"shape \(16, 256\), beta_vae needs \(2048, 256\)"):
-        io.load_run(path)
+    with pytest.raises(runs.CheckpointError, match=r"shape \(16, 256\), beta_vae needs \(2048, 256\)"):
+        runs.load_run(path)
     assert built == []
 
 
@@ -304,10 +304,10 @@ def test_orphaned_temporary_files_are_removed_on_load(run):
     for p in (stale, fresh):
         p.write_bytes(b"half a file")
     stale_dir.mkdir()
-    old = time.time() - io.STALE_TMP_SECONDS - 60
+    old = time.time() - runs.STALE_TMP_SECONDS - 60
     for p in (stale, stale_dir):
         os.utime(p, (old, old))
-    io.load_run(path)
+    runs.load_run(path)
     assert not stale.exists() and not stale_dir.exists()
     assert fresh.exists()  # young: it may belong to a writer at work right now
 
@@ -316,6 +316,6 @@ def test_orphaned_temporary_files_are_removed_on_load(run):
                                             (b'{"step": 1}\n{"step": \n', "line 2"), (b"[" * 100_000, "nested too deeply")])
 def test_a_broken_history_is_a_checkpoint_error(run, content, match):
     _, path = run
-    (path / io.HISTORY).write_bytes(content)
-    with pytest.raises(io.CheckpointError, match=match):
-        io.read_history(path)
+    (path / runs.HISTORY).write_bytes(content)
+    with pytest.raises(runs.CheckpointError, match=match):
+        runs.read_history(path)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mtc_core import launcher
+from mtc_core.cli import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_lists_app_and_every_command(capsys):
-    from mtc_core.__main__ import COMMANDS
+    from mtc_core.cli.commands import COMMANDS
 
     assert launcher.main(["--help"]) == 0
     out = capsys.readouterr().out
@@ -35,7 +35,7 @@ def test_app_runs_the_checkouts_app_py_found_from_a_subfolder(monkeypatch):
 
 def test_app_outside_a_checkout_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(launcher, "__file__", str(tmp_path / "site-packages" / "mtc_core" / "launcher.py"))  # a non-editable install
+    monkeypatch.setattr(launcher, "__file__", str(tmp_path / "site-packages" / "mtc_core" / "cli" / "launcher.py"))  # a non-editable install
     assert launcher.find_checkout() is None
     assert launcher.main(["app"]) == 2
     assert "run `mtc app` inside a checkout" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Each model's regulariser against an independent computation of its formula (DESIGN 2.2, STYLE 14).
+"""Each model's regulariser against an independent computation of its formula (docs/design.md, "Models" and "Tests").
 
 The references below are written from the papers with explicit loops in numpy (float64), not with the
 package's helpers, so that a wrong sign, a dropped term, an ignored weight or swapped estimator weights
@@ -106,7 +106,7 @@ def ref_gaussian_mean_tc(mu, ridge, debias=False):
 
 def ref_kde_mean_tc(mu, order):
     """Leave-one-out product-kernel KDE of log q on standardised means minus the same on the column-permuted
-    copy (DESIGN 1.4); Silverman's bandwidth h = (4 / ((D + 2) B))^(1 / (D + 4)). `order[:, j]` permutes column j."""
+    copy (docs/design.md, "Reading a TC estimate"); Silverman's bandwidth h = (4 / ((D + 2) B))^(1 / (D + 4)). `order[:, j]` permutes column j."""
     b, d = mu.shape
     x = (mu - mu.mean(0)) / mu.std(0, ddof=1)
     permuted = np.stack([x[order[:, j], j] for j in range(d)], axis=1)
@@ -157,7 +157,7 @@ def test_chen_mss_weights_rows_sum_to_one():
 def test_vae_regulariser_is_the_analytic_kl():
     out = fixed_batch()
     b = as_numpy(out)
-    reg, logs = tiny_model("vae").regulariser(out, 0)
+    reg, logs = tiny_model("vae").regularisation(out, 0)
     assert reg.item() == pytest.approx(ref_kl(b["mu"], b["logvar"]), rel=1e-10)
     assert logs["kl"] == pytest.approx(reg.item(), rel=1e-10)
 
@@ -165,7 +165,7 @@ def test_vae_regulariser_is_the_analytic_kl():
 def test_beta_vae_regulariser_is_beta_times_kl():
     out = fixed_batch()
     b = as_numpy(out)
-    reg, _ = tiny_model("beta_vae", beta=3.5).regulariser(out, 0)
+    reg, _ = tiny_model("beta_vae", beta=3.5).regularisation(out, 0)
     assert reg.item() == pytest.approx(3.5 * ref_kl(b["mu"], b["logvar"]), rel=1e-10)
 
 
@@ -177,7 +177,7 @@ def test_beta_tcvae_regulariser_is_alpha_mi_plus_beta_tc_plus_gamma_dwkl(estimat
     out = fixed_batch()
     b = as_numpy(out)
     model = tiny_model("beta_tcvae", alpha=alpha, beta=beta, gamma=gamma, estimator=estimator, dataset_size=N)
-    reg, logs = model.regulariser(out, 0)
+    reg, logs = model.regularisation(out, 0)
     parts = ref_decomposition(b["z"], b["mu"], b["logvar"], N, estimator)
     expected = alpha * parts["mi"] + beta * parts["tc"] + gamma * parts["dwkl"] - parts["kl_one_sample"] + ref_kl(b["mu"], b["logvar"])
     assert reg.item() == pytest.approx(expected, rel=1e-9)
@@ -197,7 +197,7 @@ def test_factor_vae_tc_term_is_gamma_times_the_mean_logit_of_d():
         prob_joint = torch.softmax(model.discriminator(out["z"]).double(), dim=1)[:, 0].numpy()
     tc = np.mean(np.log(prob_joint) - np.log1p(-prob_joint))
     assert abs(tc) > 0.1
-    reg, logs = model.regulariser(out, 0)
+    reg, logs = model.regularisation(out, 0)
     b = as_numpy(out)
     assert logs["tc_disc"] == pytest.approx(tc, rel=1e-5)
     assert reg.item() == pytest.approx(ref_kl(b["mu"], b["logvar"]) + 7.0 * tc, rel=1e-5)
@@ -245,7 +245,7 @@ def test_dip_vae_regulariser_is_kl_plus_off_diagonal_plus_diagonal(dip_type, lam
     out = fixed_batch()
     b = as_numpy(out)
     params = {"dip_type": dip_type, "lambda_od": lambda_od} | ({} if lambda_d is None else {"lambda_d": lambda_d})
-    reg, logs = tiny_model("dip_vae", **params).regulariser(out, 0)
+    reg, logs = tiny_model("dip_vae", **params).regularisation(out, 0)
     if lambda_d is None:  # disentanglement_lib's defaults
         lambda_d = 10 * lambda_od if dip_type == "i" else lambda_od
     dip, _, _ = ref_dip(b["mu"], b["logvar"], dip_type, lambda_od, lambda_d)
@@ -259,8 +259,8 @@ def test_dip_vae_ii_counts_the_posterior_variance():
     _, off_i, diag_i = ref_dip(b["mu"], b["logvar"], "i", 1.0, 1.0)
     _, off_ii, diag_ii = ref_dip(b["mu"], b["logvar"], "ii", 1.0, 1.0)
     assert off_i == pytest.approx(off_ii) and abs(diag_i - diag_ii) > 0.5  # E sigma^2 sits on the diagonal only
-    reg_i = tiny_model("dip_vae", dip_type="i", lambda_od=0.0, lambda_d=1.0).regulariser(out, 0)[1]["dip"]
-    reg_ii = tiny_model("dip_vae", dip_type="ii", lambda_od=0.0, lambda_d=1.0).regulariser(out, 0)[1]["dip"]
+    reg_i = tiny_model("dip_vae", dip_type="i", lambda_od=0.0, lambda_d=1.0).regularisation(out, 0)[1]["dip"]
+    reg_ii = tiny_model("dip_vae", dip_type="ii", lambda_od=0.0, lambda_d=1.0).regularisation(out, 0)[1]["dip"]
     assert (reg_i, reg_ii) == (pytest.approx(diag_i, rel=1e-10), pytest.approx(diag_ii, rel=1e-10))
 
 
@@ -281,7 +281,7 @@ def test_rtc_vae_regulariser_is_beta_tcvae_tc_plus_lambda_times_mean_tc(mean_tc,
     b = as_numpy(out)
     model = tiny_model("rtc_vae", beta=4.0, lambda_t=3.0, mean_tc=mean_tc, ridge=0.05, estimator=estimator, dataset_size=N)
     model.noise = torch.Generator().manual_seed(5)
-    reg, logs = model.regulariser(out, 0)
+    reg, logs = model.regularisation(out, 0)
     expected, penalty = ref_rtc(b, beta=4.0, lambda_t=3.0, mean_tc=mean_tc, estimator=estimator, ramp=1.0, seed=5)
     assert abs(penalty) > 0.05
     assert logs["tc_mean"] == pytest.approx(penalty, rel=1e-9)
@@ -297,14 +297,14 @@ def test_rtc_vae_warmup_ramps_lambda_linearly(mean_tc):
     for step, ramp in [(0, 0.1), (5, 0.6), (9, 1.0), (10, 1.0), (1000, 1.0)]:
         model.noise = torch.Generator().manual_seed(step)
         expected, _ = ref_rtc(b, beta=4.0, lambda_t=3.0, mean_tc=mean_tc, estimator="mws", ramp=ramp, seed=step)
-        assert model.regulariser(out, step)[0].item() == pytest.approx(expected, rel=1e-9), f"step {step}"
+        assert model.regularisation(out, step)[0].item() == pytest.approx(expected, rel=1e-9), f"step {step}"
 
 
 def test_kde_penalty_is_exactly_zero_in_one_dimension():
     # A permuted copy of one column is the same set of points, so the correction cancels the estimate exactly.
     mu = fixed_batch()["mu"][:, :1]
     model = tiny_model("rtc_vae", mean_tc="kde", latent_dim=1)
-    assert model.regulariser({"mu": mu, "logvar": torch.zeros_like(mu), "z": mu}, 0)[1]["tc_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert model.regularisation({"mu": mu, "logvar": torch.zeros_like(mu), "z": mu}, 0)[1]["tc_mean"] == pytest.approx(0.0, abs=1e-12)
 
 
 # ------------------------------------------------------------------ permute_dims
@@ -346,7 +346,7 @@ def optimise_regulariser(model, out, steps, lr):
     eps = (out["z"] - out["mu"]) * torch.exp(-0.5 * out["logvar"])
     opt = torch.optim.SGD([mu, logvar], lr=lr)
     for step in range(steps):
-        reg, _ = model.regulariser({"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}, step)
+        reg, _ = model.regularisation({"mu": mu, "logvar": logvar, "z": mu + torch.exp(0.5 * logvar) * eps}, step)
         opt.zero_grad()
         reg.backward()
         opt.step()
@@ -392,7 +392,7 @@ def test_dip_vae_i_converges_to_its_known_fixed_point(lambda_d):
 
     def closure():
         opt.zero_grad()
-        reg, _ = model.regulariser({"mu": mu, "logvar": out["logvar"], "z": mu}, 0)
+        reg, _ = model.regularisation({"mu": mu, "logvar": out["logvar"], "z": mu}, 0)
         reg.backward()
         return reg
 
@@ -430,9 +430,9 @@ def test_factor_vae_discriminator_learns_the_tc_of_correlated_codes():
         logs = model.auxiliary_step({"z": torch.randn(256, 2, generator=g) @ chol.T})
     assert logs["disc_loss"] < 0.6  # log 2 = 0.69 is chance
     z = torch.randn(2000, 2, generator=g) @ chol.T
-    tc_joint = model.regulariser({"z": z, "mu": z, "logvar": torch.zeros_like(z)}, 0)[1]["tc_disc"]
+    tc_joint = model.regularisation({"z": z, "mu": z, "logvar": torch.zeros_like(z)}, 0)[1]["tc_disc"]
     indep = torch.randn(2000, 2, generator=g)
-    tc_indep = model.regulariser({"z": indep, "mu": indep, "logvar": torch.zeros_like(indep)}, 0)[1]["tc_disc"]
+    tc_indep = model.regularisation({"z": indep, "mu": indep, "logvar": torch.zeros_like(indep)}, 0)[1]["tc_disc"]
     assert tc_joint == pytest.approx(-0.5 * math.log(1 - rho**2), abs=0.3)
     assert tc_indep < 0.0 < tc_joint
 

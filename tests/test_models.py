@@ -1,4 +1,6 @@
+import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import torch
 
 from mtc_core.data import make_dataset
 from mtc_core.models import MODELS, build_model
-from mtc_core.models.base import gaussian_kl
+from mtc_core.models.base import field_choices, gaussian_kl
 from mtc_core.models.beta_tcvae import kl_decomposition
 from mtc_core.models.dip_vae import dip_penalty
 from mtc_core.models.rtc_vae import mean_tc_penalty
@@ -76,8 +78,8 @@ def test_beta_tcvae_with_unit_weights_is_the_vae_kl():
     x = torch.from_numpy(TOY.render(TOY.sample_factors(32, np.random.default_rng(0))))
     torch.manual_seed(1)
     out = vae(x)
-    kl_vae, _ = vae.regulariser(out, 0)
-    reg_tc, logs = tcvae.regulariser(out, 0)
+    kl_vae, _ = vae.regularisation(out, 0)
+    reg_tc, logs = tcvae.regularisation(out, 0)
     # alpha = beta = gamma = 1: the correction terms vanish, the regulariser is the analytic KL.
     assert reg_tc.item() == pytest.approx(kl_vae.item(), rel=1e-6)
 
@@ -126,7 +128,7 @@ def test_rtc_mean_tc_penalty_grows_with_correlation(method):
         values.append(mean_tc_penalty((base @ chol.T).float(), method).item())
     assert abs(values[0]) < 0.05
     assert values == sorted(values) and values[-1] > 1.0
-    if method == "gaussian":  # against the closed form of DESIGN 1.1 at rho = 0.9
+    if method == "gaussian":  # against the closed form of docs/design.md, "The theorem" at rho = 0.9
         closed = -0.5 * (2 * math.log(0.1) + math.log(1 + 2 * 0.9))
         assert values[-1] == pytest.approx(closed, rel=0.1)
 
@@ -146,3 +148,95 @@ def test_bad_hyperparameters_raise():
         build_model("nope")
     with pytest.raises(ValueError, match="64x64"):
         build_model("vae", {"architecture": "conv64", "image_shape": [1, 32, 32]})
+
+
+def kl_weight(model):
+    """How much of the KL the variant's loss holds: beta for beta-VAE, the KL itself for every other variant."""
+    return model.config.beta if isinstance(model, MODELS["beta_vae"]) else 1.0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_base_computes_the_kl_once_and_the_variant_counts_it_once(name):
+    # The base computes the KL and hands it to the variant's hook (disentanglement_lib's regularizer(kl_loss, ...)):
+    # the hook receives exactly that tensor, with its gradient; the hook's term moves with it by the variant's weight
+    # (0: it ignores the KL it was given, 2: it adds its own as well); the base adds nothing to what the hook returns.
+    g = torch.Generator().manual_seed(0)
+    batch = {"mu": torch.randn(16, 6, generator=g, dtype=torch.float64), "logvar": torch.randn(16, 6, generator=g, dtype=torch.float64) * 0.5}
+    batch["z"] = batch["mu"] + torch.exp(0.5 * batch["logvar"]) * torch.randn(16, 6, generator=g, dtype=torch.float64)
+    mu, logvar, z = (batch[k].requires_grad_(True) for k in ("mu", "logvar", "z"))
+    model = toy_model(name, **({"beta": 3.5} if name == "beta_vae" else {})).double()
+    hook, seen = model.regulariser, []
+
+    def spy(kl, *args):
+        seen.append(kl)
+        return hook(kl, *args)
+
+    def variant(kl):  # the hook alone, with the same noise (RTC-VAE's KDE draws from it)
+        model.noise = torch.Generator().manual_seed(1)
+        return hook(kl, mu, logvar, z, 3)[0]
+
+    model.regulariser = spy
+    model.noise = torch.Generator().manual_seed(1)
+    reg, logs = model.regularisation(batch, 3)
+    [kl] = seen
+    own_kl = gaussian_kl(mu, logvar).sum(1).mean()
+    assert torch.equal(kl, own_kl)
+    assert list(logs)[0] == "kl" and logs["kl"] == kl.item()
+    assert torch.equal(reg, variant(own_kl))
+    grads = torch.autograd.grad(reg, (mu, logvar), allow_unused=True)
+    expected = torch.autograd.grad(variant(own_kl), (mu, logvar), allow_unused=True)
+    for got, want in zip(grads, expected, strict=True):  # the KL reaches the loss with its gradient (not detached)
+        assert want is not None and got is not None and torch.equal(got, want)
+
+    free = torch.tensor(kl.item(), dtype=torch.float64, requires_grad=True)
+    (weight,) = torch.autograd.grad(variant(free), free, allow_unused=True)
+    assert weight is not None, f"{name}'s regulariser ignores the KL the base passes it"
+    assert weight.item() == pytest.approx(kl_weight(model), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_loss_is_the_reconstruction_plus_the_regularisation(name):
+    model = toy_model(name)
+    x = torch.from_numpy(TOY.render(TOY.sample_factors(8, np.random.default_rng(0))))
+    model.noise = torch.Generator().manual_seed(0)
+    loss, logs, out = model.loss(x, 2)
+    model.noise = torch.Generator().manual_seed(0)
+    model(x)  # the same draws as the loss's forward pass before the hook's own (RTC-VAE's KDE)
+    reg, reg_logs = model.regularisation(out, 2)
+    assert torch.equal(loss, model.reconstruction(x, out["logits"]) + reg)
+    assert list(logs) == ["loss", "recon", *reg_logs]
+
+
+def test_every_model_carries_its_metadata():
+    from mtc_core.evaluation import sweep_results
+    from mtc_core.models import FAMILIES, FAMILY_COLOURS, REGULARISERS
+    from mtc_core.visualize import charts
+
+    names = [cls.display_name for cls in MODELS.values()]
+    colours = [cls.colour for cls in MODELS.values()]
+    assert all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names), names  # a variant that forgot its own
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colours) and len(set(colours)) == len(colours), colours
+    for key, cls in MODELS.items():
+        fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+        if cls.swept_field is not None:
+            assert cls.swept_field in fields, f"{key}: swept_field {cls.swept_field!r} is not a field of {cls.Config.__name__}"
+            assert isinstance(fields[cls.swept_field].default, float), f"{key}: a strength is a number"
+        assert "display_name" in vars(cls) or cls is MODELS["vae"], f"{key} shows the base VAE's name"
+    assert MODELS["vae"].swept_field is None and all(MODELS[k].swept_field for k in MODELS if k != "vae")
+    # the tables the app reads are derived from the classes, defined once
+    assert FAMILIES == {k: cls.display_name for k, cls in MODELS.items()}
+    assert REGULARISERS == {k: cls.swept_field for k, cls in MODELS.items() if cls.swept_field}
+    assert FAMILY_COLOURS == {cls.display_name: cls.colour for cls in MODELS.values()}
+    assert charts.FAMILY_COLOURS is FAMILY_COLOURS and sweep_results.REGULARISERS is REGULARISERS
+
+
+@pytest.mark.parametrize(("name", "field"), [(k, f) for k, cls in MODELS.items() for f in field_choices(cls.Config)])
+def test_fields_with_choices_declare_them_and_refuse_others(name, field):
+    options = field_choices(MODELS[name].Config)[field]
+    default = next(f.default for f in dataclasses.fields(MODELS[name].Config) if f.name == field)
+    assert default in options and len(options) >= 2
+    for value in options:
+        assert getattr(MODELS[name].Config.from_dict({field: value}), field) == value
+    for bad in ("nope", options[0].upper(), None, 1):
+        with pytest.raises(ValueError, match=f"^{field} must be one of"):
+            MODELS[name].Config.from_dict({field: bad})

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtc_core import io as run_io
-from mtc_core import run_import
-from mtc_core.run_import import ImportRefused, import_run
+from mtc_core import runs as run_io
+from mtc_core.runs import zip_import
+from mtc_core.runs.zip_import import ImportRefused, import_run
 
 
 def zip_folder(folder: Path, prefix: str = "", extra: dict[str, bytes] | None = None, skip: tuple[str, ...] = ()) -> bytes:
@@ -24,7 +24,7 @@ def zip_folder(folder: Path, prefix: str = "", extra: dict[str, bytes] | None = 
         if prefix:
             archive.writestr(prefix, b"")
         for file in sorted(folder.iterdir()):
-            if file.name in run_import.LIMITS and file.name not in skip:
+            if file.name in zip_import.LIMITS and file.name not in skip:
                 archive.write(file, prefix + file.name)
         for name, data in (extra or {}).items():
             archive.writestr(name, data)
@@ -43,7 +43,7 @@ def test_an_imported_run_loads_with_the_same_weights(tiny_run, tmp_path, prefix)
     copy, config = run_io.load_run(target)
     for name, tensor in original.state_dict().items():
         assert torch.equal(tensor, copy.state_dict()[name]), name
-    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in tiny_run.iterdir() if p.name in run_import.LIMITS)
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in tiny_run.iterdir() if p.name in zip_import.LIMITS)
     assert run_io.read_history(target) == run_io.read_history(tiny_run)
 
 
@@ -129,7 +129,7 @@ def test_hostile_archives_are_refused_and_leave_nothing(tiny_run, tmp_path, case
 
 
 def test_oversized_members_are_refused_before_they_are_unpacked(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setitem(run_import.LIMITS, run_io.HISTORY, 1000)
+    monkeypatch.setitem(zip_import.LIMITS, run_io.HISTORY, 1000)
     bomb = zip_folder(tiny_run, extra={run_io.HISTORY: b" " * 10_000_000}, skip=(run_io.HISTORY,))
     assert zipfile.ZipFile(io.BytesIO(bomb)).getinfo(run_io.HISTORY).compress_size < 100_000  # 10 MB of spaces deflate to KBs
     with pytest.raises(ImportRefused, match=r"history.jsonl: 10,000,000 bytes, over the limit of 1,000"):
@@ -140,8 +140,8 @@ def test_oversized_members_are_refused_before_they_are_unpacked(tiny_run, tmp_pa
 def test_a_member_that_unpacks_past_its_limit_is_stopped_while_copying(tiny_run, tmp_path, monkeypatch):
     """The copy counts the bytes it really gets, not the size the archive claims (the check of the claimed size is
     bypassed here to reach it)."""
-    monkeypatch.setattr(run_import, "_plan", lambda archive: {info.filename: info for info in archive.infolist()})
-    monkeypatch.setitem(run_import.LIMITS, run_io.CONFIG, 100)
+    monkeypatch.setattr(zip_import, "_plan", lambda archive: {info.filename: info for info in archive.infolist()})
+    monkeypatch.setitem(zip_import.LIMITS, run_io.CONFIG, 100)
     with pytest.raises(ImportRefused, match="config.json: decompresses past the limit of 100 bytes"):
         import_run(zip_folder(tiny_run), tmp_path / "runs", "liar")
     assert leftovers(tmp_path / "runs") == []

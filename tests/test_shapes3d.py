@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtc_core import figures, io, traversal
+from mtc_core import runs
 from mtc_core.data import Shapes3D, make_dataset
 from mtc_core.data.shapes3d import (
     AMBIENT,
@@ -23,7 +23,8 @@ from mtc_core.data.shapes3d import (
     object_normal,
     scene_tables,
 )
-from mtc_core.train import TrainConfig, train
+from mtc_core.training.trainer import TrainConfig, train
+from mtc_core.visualize import figures, traversal
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_colour_images_train_traverse_and_draw(tmp_path, shapes):
     config = TrainConfig(model="beta_tcvae", dataset={"name": "shapes3d"}, steps=3, batch_size=8, lr=1e-3, eval_every=3,
                          eval_size=16, checkpoint_every=3, device="cpu")
     train(config, tmp_path / "run", command="pytest")
-    model, saved = io.load_run(tmp_path / "run")
+    model, saved = runs.load_run(tmp_path / "run")
     assert model.config.image_shape == (3, 64, 64) and model.config.architecture == "conv64"
     assert model.config.dataset_size == 480_000 and saved["dataset"] == {"name": "shapes3d"}
     images = shapes.render(shapes.sample_factors(4, np.random.default_rng(3)))

@@ -1,12 +1,12 @@
-"""ui.svg_charts: the static story chart's geometry matches its numbers."""
+"""mtc_core.visualize.svg_charts: the static story chart's geometry matches its numbers."""
 
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from ui.charts import extent
-from ui.svg_charts import tc_story_svg, ticks, wrap
+from mtc_core.visualize.charts import extent
+from mtc_core.visualize.svg_charts import tc_story_svg, ticks, wrap
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 

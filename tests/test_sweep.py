@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mtc_core import io, sweep, sweep_results, zoo
-from mtc_core.__main__ import main
-from mtc_core.train import Callback, train
+from mtc_core import runs
+from mtc_core.cli.commands import main
+from mtc_core.evaluation import sweep_results
+from mtc_core.runs import zoo
+from mtc_core.training import sweep
+from mtc_core.training.trainer import Callback, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"latent_dim": 3, "hidden": 16}
@@ -59,7 +62,7 @@ def swept(ray_local, tmp_path_factory):
 
     assert train(_config(INTERRUPTED), folder / INTERRUPTED, callbacks=[CancelAt2()], cancel=cancel).step == 2
     # A resumed run keeps the history records up to its checkpoint; a restarted one would drop this marker.
-    io.write_history(folder / INTERRUPTED, [*io.read_history(folder / INTERRUPTED), {"step": 1, "marker": "before the crash"}])
+    runs.write_history(folder / INTERRUPTED, [*runs.read_history(folder / INTERRUPTED), {"step": 1, "marker": "before the crash"}])
     lines = []
     outcomes = sweep.run_sweep(SPEC, folder, log=lines.append)
     return folder, outcomes, lines
@@ -74,7 +77,7 @@ def test_every_run_completes_and_the_failing_one_is_reported(swept):
     status = {o.name: o.status for o in outcomes}
     assert status == {**dict.fromkeys(GOOD, "complete"), BAD: "failed"}
     for name in GOOD:
-        model, config = io.load_run(folder / name)
+        model, config = runs.load_run(folder / name)
         assert config["status"] == "complete" and config["step"] == 5 and not (folder / name / sweep.ERROR).exists()
         assert config["train"]["seed"] == int(name[-1]) and model.config.latent_dim == 3
     failure = next(o for o in outcomes if o.name == BAD)
@@ -84,16 +87,16 @@ def test_every_run_completes_and_the_failing_one_is_reported(swept):
     progress = [line for line in lines if line.startswith("[")]
     assert len(progress) == 9 and progress[-1].startswith("[9/9]") and "8 done, 0 running, 1 failed, 0 pending" in progress[-1]
     assert all("ETA" in line for line in progress)
-    saved = io.read_json(folder / sweep.SWEEP)
+    saved = runs.read_json(folder / sweep.SWEEP)
     assert [r["name"] for r in saved["runs"]] == GOOD + [BAD] and saved["spec"] == SPEC
 
 
 def test_interrupted_run_is_resumed_not_restarted(swept):
     folder, _, lines = swept
     assert "9 to train (1 resumed from a checkpoint)" in lines[0]
-    history = io.read_history(folder / INTERRUPTED)
+    history = runs.read_history(folder / INTERRUPTED)
     assert history[0] == {"step": 1, "marker": "before the crash"} and [r["step"] for r in history] == [1, 5]
-    assert io.read_json(folder / INTERRUPTED / io.CONFIG)["status"] == "complete"
+    assert runs.read_json(folder / INTERRUPTED / runs.CONFIG)["status"] == "complete"
 
 
 def test_rerun_skips_complete_runs_and_still_fails(swept, tmp_path, capsys):
@@ -114,7 +117,7 @@ def test_aggregate_table_and_plot(swept, tmp_path):
     table = sweep_results.aggregate(rows)
     by_setting = {(r["model"], r["setting"]): r for r in table}
     cell = by_setting[("beta_tcvae", "beta=2")]
-    finals = [io.read_history(folder / f"beta_tcvae-beta=2-seed={s}")[-1]["tc_gaussian_mean"] for s in (0, 1)]
+    finals = [runs.read_history(folder / f"beta_tcvae-beta=2-seed={s}")[-1]["tc_gaussian_mean"] for s in (0, 1)]
     assert cell["n"] == 2 and cell["seeds"] == [0, 1] and cell["source"] == "history"
     assert cell["tc_mean"] == pytest.approx(statistics.mean(finals)) and cell["tc_mean_sd"] == pytest.approx(statistics.stdev(finals))
     assert set(by_setting) >= {("beta_tcvae", "beta=6"), ("rtc_vae", "lambda_t=0.5"), ("rtc_vae", "lambda_t=2")}
@@ -129,7 +132,7 @@ def test_evaluation_numbers_replace_history_when_every_run_has_them(swept, tmp_p
     shutil.copytree(swept[0], folder)
     for k, name in enumerate(GOOD):
         tc = {"mean": {"gaussian": {"value": float(k), "ci": [0, 9]}}, "sampled": {"gaussian": {"value": 0.5, "ci": [0.4, 0.6]}}}
-        io.write_json(folder / name / io.METRICS, {"evaluation": {"tc": tc, "recon": 10.0}})
+        runs.write_json(folder / name / runs.METRICS, {"evaluation": {"tc": tc, "recon": 10.0}})
     table = sweep_results.aggregate(sweep_results.load_sweep(folder))
     cell = next(r for r in table if r["setting"] == "beta=2")
     assert cell["source"] == "evaluation" and cell["tc_mean"] == 0.5 and cell["tc_sampled"] == 0.5 and cell["recon"] == 10.0
@@ -175,12 +178,12 @@ def test_shipped_specs_expand():
 
 
 def test_select_keeps_spec_order_and_refuses_a_pattern_matching_nothing():
-    runs = sweep.expand(SPEC)
-    assert [r.name for r in sweep.select(runs, ["rtc_vae-*seed=1", "beta_tcvae-beta=6-*"])] == [
+    expanded = sweep.expand(SPEC)
+    assert [r.name for r in sweep.select(expanded, ["rtc_vae-*seed=1", "beta_tcvae-beta=6-*"])] == [
         "beta_tcvae-beta=6-seed=0", "beta_tcvae-beta=6-seed=1", "rtc_vae-lambda_t=0.5-seed=1", "rtc_vae-lambda_t=2-seed=1"]
-    assert sweep.select(runs, None) == runs
+    assert sweep.select(expanded, None) == expanded
     with pytest.raises(ValueError, match="no run of the spec matches 'rtc-\\*'.*beta_tcvae-beta=2-seed=0"):
-        sweep.select(runs, ["beta_tcvae-*", "rtc-*"])
+        sweep.select(expanded, ["beta_tcvae-*", "rtc-*"])
 
 
 def test_only_trains_the_selected_runs_and_records_the_whole_spec(ray_local, tmp_path):
@@ -189,7 +192,7 @@ def test_only_trains_the_selected_runs_and_records_the_whole_spec(ray_local, tmp
     assert sorted(o.name for o in outcomes) == ["rtc_vae-lambda_t=2-seed=0", "rtc_vae-lambda_t=2-seed=1"]
     assert all(o.status == "complete" for o in outcomes)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["rtc_vae-lambda_t=2-seed=0", "rtc_vae-lambda_t=2-seed=1"]
-    assert len(io.read_json(tmp_path / sweep.SWEEP)["runs"]) == len(sweep.expand(SPEC))
+    assert len(runs.read_json(tmp_path / sweep.SWEEP)["runs"]) == len(sweep.expand(SPEC))
     assert "2 runs (of 9, --only rtc_vae-lambda_t=2-*)" in lines[0]
 
 
@@ -197,11 +200,11 @@ def test_every_shipped_model_is_a_run_of_the_spec_its_command_names():
     # A zoo model's config.json holds the sweep command that trained it; the spec it names must still give
     # that run the same config, so the command reproduces the model (and zoo.yaml's "same budget" holds).
     for entry in zoo.read_index(REPO / "pretrained"):
-        config = io.read_json(Path(entry["path"]) / io.CONFIG)
+        config = runs.read_json(Path(entry["path"]) / runs.CONFIG)
         words = config["command"].split()
         assert words[:4] == ["python", "-m", "mtc_core", "sweep"], config["command"]
-        runs = sweep.expand(sweep.load_spec(REPO / words[4]))
-        assert sweep._comparable(config["train"]) in [sweep._comparable(dataclasses.asdict(r.config)) for r in runs], entry["path"]
+        expanded = sweep.expand(sweep.load_spec(REPO / words[4]))
+        assert sweep._comparable(config["train"]) in [sweep._comparable(dataclasses.asdict(r.config)) for r in expanded], entry["path"]
 
 
 # ---- hostile specs (issue 12): alias bombs, tags, huge grids, broken run folders, dead cluster addresses
@@ -311,13 +314,13 @@ def test_only_without_a_match_gives_a_short_message():
 
 @pytest.mark.parametrize("content", ["[1, 2]", '"x"', "null", "{not json", '{"train": [1]}', "\udcff"])
 def test_a_run_folder_with_a_broken_config_is_refused_and_left_alone(tmp_path, content):
-    runs = sweep.expand(SPEC)
-    folder = tmp_path / runs[0].name
+    expanded = sweep.expand(SPEC)
+    folder = tmp_path / expanded[0].name
     folder.mkdir()
-    (folder / io.CONFIG).write_bytes(content.encode("utf-8", "surrogateescape"))
-    with pytest.raises(ValueError, match=f"{runs[0].name}.*(delete|another output folder)"):
-        sweep.plan(runs, tmp_path)
-    assert (folder / io.CONFIG).read_bytes() == content.encode("utf-8", "surrogateescape")
+    (folder / runs.CONFIG).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match=f"{expanded[0].name}.*(delete|another output folder)"):
+        sweep.plan(expanded, tmp_path)
+    assert (folder / runs.CONFIG).read_bytes() == content.encode("utf-8", "surrogateescape")
 
 
 @pytest.mark.parametrize("address", ["bad address", "host", "host:", ":6379", "host:0", "host:65536", "host:12x", "ray://",

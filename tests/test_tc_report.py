@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mtc_core import theory
-from mtc_core.estimators import gaussian_tc, gaussian_tc_split, passive_posterior, passive_tc, synthetic_posterior, synthetic_tc, tc_report
-from mtc_core.estimators.report import describe, value
+from mtc_core.estimators import gaussian_tc
+from mtc_core.evaluation.tc_report import describe, gaussian_tc_split, tc_report, value
+from mtc_core.theory import passive_posterior, passive_tc, synthetic_posterior, synthetic_tc
 
 
 def test_split_adds_up_exactly_and_matches_the_block_formulas(rng):
@@ -27,7 +28,8 @@ def test_split_adds_up_exactly_and_matches_the_block_formulas(rng):
 
 
 def test_split_puts_a_passive_copy_between_active_and_passive():
-    # DESIGN 1.1's masking: one passive latent copies active latent 0 (corr 0.95); all the means' TC is I(A; P)
+    # one passive latent copies active latent 0 (corr 0.95): all the means' TC is I(A; P), the masking of
+    # docs/design.md, "Why mean and sampled codes differ"
     mu, logvar = passive_posterior(6000, 5, 0.2, rng=0)
     report = tc_report(mu, logvar, seed=100, bootstrap=100, knn_batches=3, knn_points=1000, dataset_mc_samples=600)
     known = passive_tc(5, 0.2)

@@ -3,9 +3,9 @@ import threading
 import pytest
 import torch
 
-from mtc_core import io
+from mtc_core import runs
 from mtc_core.models.base import VAE
-from mtc_core.train import Callback, TrainConfig, resolve_device, train
+from mtc_core.training.trainer import Callback, TrainConfig, resolve_device, train
 
 
 def test_same_seed_same_history(tmp_path, tiny_config):
@@ -13,17 +13,17 @@ def test_same_seed_same_history(tmp_path, tiny_config):
     b = train(tiny_config(model="beta_tcvae"), tmp_path / "b")
     assert a.status == b.status == "complete"
     assert len(a.history) == 2
-    assert io.read_history(tmp_path / "a") == io.read_history(tmp_path / "b")
+    assert runs.read_history(tmp_path / "a") == runs.read_history(tmp_path / "b")
     train(tiny_config(model="beta_tcvae", seed=1), tmp_path / "c")
-    assert io.read_history(tmp_path / "c") != io.read_history(tmp_path / "a")
+    assert runs.read_history(tmp_path / "c") != runs.read_history(tmp_path / "a")
 
 
 def test_history_records_the_documented_fields(tiny_run):
-    record = io.read_history(tiny_run)[-1]
+    record = runs.read_history(tiny_run)[-1]
     for key in ("step", "train_loss", "recon", "kl", "tc_gaussian_sampled", "tc_gaussian_mean", "tc_n", "active_dims", "kl_per_dim"):
         assert key in record
     assert record["step"] == 30 and len(record["kl_per_dim"]) == 4
-    config = io.read_json(tiny_run / io.CONFIG)
+    config = runs.read_json(tiny_run / runs.CONFIG)
     assert config["status"] == "complete" and config["command"] == "pytest fixture"
     assert config["dataset"]["name"] == "toy"
 
@@ -38,7 +38,7 @@ def test_cancel_keeps_a_loadable_checkpoint(tmp_path, tiny_config):
 
     result = train(tiny_config(), tmp_path / "run", callbacks=[CancelAt7()], cancel=cancel)
     assert result.status == "cancelled" and result.step == 7
-    model, config = io.load_run(tmp_path / "run")
+    model, config = runs.load_run(tmp_path / "run")
     assert config["status"] == "cancelled" and config["step"] == 7
     for name, t in model.state_dict().items():
         assert torch.equal(t, result.model.state_dict()[name])
@@ -57,7 +57,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, 
     result = train(tiny_config(checkpoint_every=5), tmp_path / "run")
     assert result.status == "diverged"
     assert "nan" in result.message and "step 10" in result.message
-    model, config = io.load_run(tmp_path / "run")
+    model, config = runs.load_run(tmp_path / "run")
     assert config["status"] == "diverged" and config["step"] == 10
     for t in model.state_dict().values():
         assert torch.isfinite(t).all()
@@ -77,15 +77,15 @@ def test_resume_continues_exactly(tmp_path, tiny_config):
     assert part.status == "cancelled"
     resumed = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "part", resume=True)
     assert resumed.status == "complete" and resumed.step == 20
-    assert io.read_history(tmp_path / "part") == io.read_history(tmp_path / "full")
+    assert runs.read_history(tmp_path / "part") == runs.read_history(tmp_path / "full")
     for name, t in resumed.model.state_dict().items():
         assert torch.equal(t, full.model.state_dict()[name]), name
-    speed = io.read_json(tmp_path / "part" / io.METRICS)["training"]["steps_per_s"]
+    speed = runs.read_json(tmp_path / "part" / runs.METRICS)["training"]["steps_per_s"]
     assert speed > 0
     again = train(tiny_config(model="factor_vae", steps=20, checkpoint_every=10), tmp_path / "part", resume=True)
     assert again.status == "complete" and again.step == 20  # a finished run: nothing trained, nothing lost
-    assert io.read_history(tmp_path / "part") == io.read_history(tmp_path / "full")
-    assert io.read_json(tmp_path / "part" / io.METRICS)["training"]["steps_per_s"] == speed
+    assert runs.read_history(tmp_path / "part") == runs.read_history(tmp_path / "full")
+    assert runs.read_json(tmp_path / "part" / runs.METRICS)["training"]["steps_per_s"] == speed
     for name, t in again.model.state_dict().items():
         assert torch.equal(t, full.model.state_dict()[name]), name
 
@@ -122,14 +122,14 @@ def test_trainings_in_parallel_threads_stay_reproducible(tmp_path, tiny_config):
         t.join()
     for i, c in enumerate(configs):
         train(c, tmp_path / f"seq{i}")
-        assert io.read_history(tmp_path / f"par{i}") == io.read_history(tmp_path / f"seq{i}")
+        assert runs.read_history(tmp_path / f"par{i}") == runs.read_history(tmp_path / f"seq{i}")
 
 
 def test_batch_gaussian_tc_of_the_history_record():
     import numpy as np
 
     from mtc_core.estimators import gaussian_tc
-    from mtc_core.train import batch_gaussian_tc, history_tc
+    from mtc_core.training.history import batch_gaussian_tc, history_tc
 
     codes = np.random.default_rng(0).standard_normal((200, 3))
     codes[:, 2] += codes[:, 0]

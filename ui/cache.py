@@ -1,4 +1,4 @@
-"""Every st.cache_* wrapper of the app, and the keys of its background computations (ui.background).
+"""Every st.cache_* wrapper of the app, and the keys of its background computations (services.background).
 
 Models are cached as resources keyed by run path + config.json mtime (a re-saved run reloads) and are read-only.
 A run's numbers come from its stored evaluation (metrics.json, what `python -m mtc_core evaluate` wrote) whenever it has
@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mtc_core import estimators, figures, io, theory, traversal
+from mtc_core import estimators, runs, theory
 from mtc_core.data import GroundTruthDataset, make_dataset
+from mtc_core.estimators.sampling import draw_sampled_codes
+from mtc_core.evaluation.tc_report import tc_report as measure_tc
 from mtc_core.models import VAE
-from mtc_core.train import resolve_device
-from ui import background, runs
+from mtc_core.training.trainer import resolve_device
+from mtc_core.visualize import figures, traversal
+from services import background, run_listing, run_tables
 
-# mtc_core.disintegration is imported where it is used: it brings mtc_core.metrics and scikit-learn (~1.5 s), which the
+# mtc_core.metrics.disintegration is imported where it is used: it brings mtc_core.metrics and scikit-learn (~1.5 s), which the
 # first page does not need
 NUM_POINTS = 2000  # encoded points behind the analysis pages (the whole grid when the dataset is smaller)
 EVAL_SIZES = {"num_train": 2000, "num_test": 1000, "intervention_points": 100, "dataset_tc_samples": 2000}
@@ -30,10 +33,10 @@ EVAL_SIZES = {"num_train": 2000, "num_test": 1000, "intervention_points": 100, "
 
 @st.cache_resource(max_entries=16, show_spinner="Loading model...")
 def _load(path: str, mtime: int) -> tuple[VAE, dict]:
-    vae, config = io.load_run(path, resolve_device("auto"))
+    vae, config = runs.load_run(path, resolve_device("auto"))
     ds = dataset(config["dataset"])
     if tuple(ds.image_shape) != tuple(vae.config.image_shape):
-        raise io.CheckpointError(f"{Path(path) / io.CONFIG}: dataset {ds.name!r} renders images of shape {tuple(ds.image_shape)} "
+        raise runs.CheckpointError(f"{Path(path) / runs.CONFIG}: dataset {ds.name!r} renders images of shape {tuple(ds.image_shape)} "
                                  f"but the model takes {tuple(vae.config.image_shape)}")
     return vae, config
 
@@ -41,7 +44,7 @@ def _load(path: str, mtime: int) -> tuple[VAE, dict]:
 def model(path: str) -> tuple[VAE, dict]:
     """(model in eval mode, config) of a run directory; CheckpointError (a ValueError) when it cannot be loaded or does
     not fit its dataset."""
-    return _load(path, runs.config_mtime(path))
+    return _load(path, run_listing.config_mtime(path))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -67,8 +70,8 @@ def _encode(task: background.Task, vae: VAE, ds: GroundTruthDataset, n: int, see
         task.report(start / len(factors), f"{start:,} of {len(factors):,} images encoded")
         chunks.append(traversal.encode_numpy(vae, ds.render(factors[start:start + size])))
     mu, logvar = np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
-    eps = np.random.default_rng([seed, 1]).standard_normal(mu.shape)
-    return {"factors": factors, "mean": mu, "logvar": logvar, "sampled": mu + np.exp(0.5 * logvar) * eps}
+    sampled = draw_sampled_codes(mu, logvar, np.random.default_rng([seed, 1]))
+    return {"factors": factors, "mean": mu, "logvar": logvar, "sampled": sampled}
 
 
 def codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> background.Task:
@@ -76,7 +79,7 @@ def codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> background.Task:
     vae, config = model(path)
     ds = dataset(config["dataset"])
     count = min(n, len(ds))
-    return background.submit(("codes", path, runs.config_mtime(path), n, seed), f"Encoding {count:,} images of {ds.name}",
+    return background.submit(("codes", path, run_listing.config_mtime(path), n, seed), f"Encoding {count:,} images of {ds.name}",
                              _encode, vae, ds, n, seed)
 
 
@@ -89,22 +92,22 @@ def ready_codes(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict[str, np.n
 def _tc(task: background.Task, codes_task: background.Task, seed: int) -> tuple[dict, str]:
     c = codes_task.value(wait=3600)  # submitted before this task, so already done on the one worker
     task.report(None, "Gaussian, kNN and dataset Monte-Carlo estimates")
-    report = estimators.tc_report(c["mean"], c["logvar"], c["sampled"], seed=seed)
+    report = measure_tc(c["mean"], c["logvar"], c["sampled"], seed=seed)
     return report, (f"computed here on {report['settings']['n']:,} points (no stored evaluation: "
                     "`python -m mtc_core evaluate` stores one)")
 
 
 def tc_report(path: str, n: int = NUM_POINTS, seed: int = 0) -> background.Task:
-    """Task: (mtc_core.estimators.tc_report, where it comes from). The stored evaluation's report when the run has
+    """Task: (mtc_core.evaluation.tc_report.tc_report, where it comes from). The stored evaluation's report when the run has
     one (the numbers `evaluate`, the Models table, Compare and RESULTS.md show; ready at once); else computed in the
     background on the app's `n` encoded points, a smaller sample, which the source says."""
-    stored = runs.read_evaluation(path)
+    stored = run_tables.read_evaluation(path)
     if stored is not None:
         settings = stored["tc"].get("settings", {})
         return background.ready(("tc", path), (stored["tc"], f"the run's stored evaluation ({settings.get('n', 0):,} points, "
                                                              f"seed {settings.get('seed', '?')})"))
     codes_task = codes(path, n, seed)
-    return background.submit(("tc", path, runs.config_mtime(path), n, seed), "Estimating total correlations",
+    return background.submit(("tc", path, run_listing.config_mtime(path), n, seed), "Estimating total correlations",
                              _tc, codes_task, seed)
 
 
@@ -118,13 +121,13 @@ def _activity_of(path: str, mtime: int, n: int, seed: int) -> dict[str, np.ndarr
 def activity(path: str, n: int = NUM_POINTS, seed: int = 0) -> dict | None:
     """Per latent: Var(mu_j), E[sigma_j^2], mean KL, and the latents ordered by KL (most active first). From the stored
     evaluation when there is one, else from the encoded points (None until they are ready)."""
-    stored = runs.read_evaluation(path)
+    stored = run_tables.read_evaluation(path)
     act = stored.get("activity") if stored is not None else None
     if isinstance(act, dict) and all(isinstance(act.get(k), list) for k in ("var_mu", "mean_sigma2", "kl")):
         out = {k: np.asarray(act[k], dtype=float) for k in ("var_mu", "mean_sigma2", "kl")}
         out["source"] = "the run's stored evaluation"
     elif ready_codes(path, n, seed) is not None:
-        out = dict(_activity_of(path, runs.config_mtime(path), n, seed))
+        out = dict(_activity_of(path, run_listing.config_mtime(path), n, seed))
     else:
         return None
     out["order"] = np.argsort(-out["kl"], kind="stable")
@@ -168,7 +171,7 @@ def traversal_grid(path: str, base: tuple[int, ...], mode: str = "prior", steps:
     else:
         values = traversal.traversal_values(np.zeros((1, len(acts["kl"]))), steps, mode, extent, quantile)
     latents = tuple(int(j) for j in acts["order"][:num_latents])
-    return _traversal(path, runs.config_mtime(path), tuple(int(b) for b in base), values, latents,
+    return _traversal(path, run_listing.config_mtime(path), tuple(int(b) for b in base), values, latents,
                       tuple(float(acts["kl"][j]) for j in latents), with_gif)
 
 
@@ -183,7 +186,7 @@ def _reconstructions(path: str, mtime: int, count: int, seed: int) -> bytes:
 
 def reconstructions(path: str, count: int = 8, seed: int = 0) -> bytes:
     """PNG: `count` random inputs (top row) above their reconstructions from the mean codes (bottom row)."""
-    return _reconstructions(path, runs.config_mtime(path), count, seed)
+    return _reconstructions(path, run_listing.config_mtime(path), count, seed)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -212,7 +215,7 @@ def sample_grid(spec: dict, rows: int = 4, cols: int = 8, seed: int = 0) -> byte
 
 @st.cache_data(max_entries=16, show_spinner="Computing mutual information...")
 def _mi(path: str, mtime: int, n: int, seed: int, tau: float) -> dict:
-    from mtc_core import disintegration
+    from mtc_core.metrics import disintegration
 
     c = codes(path, n, seed).value()
     _, config = _load(path, mtime)
@@ -223,7 +226,7 @@ def _mi(path: str, mtime: int, n: int, seed: int, tau: float) -> dict:
 
 def _at_tau(stored: dict, tau: float) -> dict:
     """A stored disintegration report re-read at another tau (the MI matrix does not depend on it)."""
-    from mtc_core import disintegration
+    from mtc_core.metrics import disintegration
 
     m = np.asarray(stored["mi_matrix"], dtype=float)
     return {**stored, "latents_per_factor": disintegration.latents_per_factor(m, tau).tolist(), "tau": float(tau),
@@ -233,20 +236,20 @@ def _at_tau(stored: dict, tau: float) -> dict:
 def disintegration_reports(path: str, tau: float = 0.1, n: int = NUM_POINTS, seed: int = 0) -> dict[str, dict] | None:
     """mtc_core.disintegration_report of the mean and of the sampled codes, plus "source": the stored evaluation's MI
     matrices when there are some, else computed on the encoded points (None until they are ready)."""
-    stored = runs.read_evaluation(path)
+    stored = run_tables.read_evaluation(path)
     reports = {rep: (stored.get(rep) or {}).get("disintegration") for rep in ("mean", "sampled")} if stored else {}
     if reports and all(isinstance(r, dict) and isinstance(r.get("mi_matrix"), list) for r in reports.values()):
         return {**{rep: _at_tau(r, tau) for rep, r in reports.items()}, "source": "the run's stored evaluation"}
     if ready_codes(path, n, seed) is None:
         return None
-    return {**_mi(path, runs.config_mtime(path), n, seed, tau), "source": f"{NUM_POINTS:,} encoded points"}
+    return {**_mi(path, run_listing.config_mtime(path), n, seed, tau), "source": f"{NUM_POINTS:,} encoded points"}
 
 
 def mig(path: str, n: int = NUM_POINTS, seed: int = 0) -> float | None:
     """MIG of the mean codes: the stored evaluation's, else on the encoded points (None until they are ready)."""
     from mtc_core import metrics
 
-    stored = runs.read_evaluation(path)
+    stored = run_tables.read_evaluation(path)
     if stored is not None:
         return (stored.get("mean") or {}).get("mig")
     c = ready_codes(path, n, seed)
@@ -255,9 +258,10 @@ def mig(path: str, n: int = NUM_POINTS, seed: int = 0) -> float | None:
 
 @st.cache_data(max_entries=8, show_spinner="Building the synthetic split...")
 def synthetic_split(n: int = NUM_POINTS, tau: float = 0.1, seed: int = 0) -> dict:
-    """DESIGN 1.3's example: position u in 0..31 coded as (u // 8, u % 8) plus two direct factors;
+    """The example of docs/design.md, "Factor disintegration": position u in 0..31 coded as (u // 8, u % 8) plus two direct factors;
     its codes, factors, TC (Gaussian, kNN), MIG and disintegration report."""
-    from mtc_core import disintegration, metrics
+    from mtc_core import metrics
+    from mtc_core.metrics import disintegration
 
     codes, factors = disintegration.synthetic_split(n, rng=seed)
     names = ["u (split)", "v1", "v2"]
@@ -272,7 +276,7 @@ def synthetic_split(n: int = NUM_POINTS, tau: float = 0.1, seed: int = 0) -> dic
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def theorem_curves(d: int, s: float, points: int = 200) -> dict:
-    """Closed forms of DESIGN 1.1 on a rho grid in [0, 0.995]: TC of the means, of the samples, and the bound."""
+    """Closed forms of docs/design.md, "The theorem" on a rho grid in [0, 0.995]: TC of the means, of the samples, and the bound."""
     rho = np.linspace(0.0, 0.995, points)
     return {"rho": rho, "mean_tc": np.array([theory.mean_tc(d, r) for r in rho]),
             "sampled_tc": np.array([theory.sampled_tc(d, r, s) for r in rho]), "bound": theory.sampled_tc_bound(d, s)}
@@ -293,16 +297,16 @@ def _evaluate(task: background.Task, vae: VAE, ds: GroundTruthDataset) -> tuple[
 def evaluation(path: str) -> background.Task:
     """Task: (evaluation dict, where it came from): metrics.json's "evaluation" when the run has one (ready at once),
     else mtc_core.evaluate at the app's smaller sizes (EVAL_SIZES), computed once in the background."""
-    stored = runs.read_evaluation(path)
+    stored = run_tables.read_evaluation(path)
     if stored is not None:
         return background.ready(("evaluation", path), (stored, "metrics.json"))
     vae, config = model(path)
-    return background.submit(("evaluation", path, runs.config_mtime(path)), f"Evaluating {Path(path).name}",
+    return background.submit(("evaluation", path, run_listing.config_mtime(path)), f"Evaluating {Path(path).name}",
                              _evaluate, vae, dataset(config["dataset"]))
 
 
-def evaluated(entries: list[runs.RunEntry]) -> tuple[list[dict], list[dict], list[background.Task]]:
-    """(rows as runs.evaluation_rows gives them, with "from": metrics.json or computed here; runs that failed, as
+def evaluated(entries: list[run_listing.RunEntry]) -> tuple[list[dict], list[dict], list[background.Task]]:
+    """(rows as run_tables.evaluation_rows gives them, with "from": metrics.json or computed here; runs that failed, as
     {"model", "problem"}; the tasks still evaluating runs without a stored evaluation, which are left out until done)."""
     rows, failed, pending = [], [], []
     for entry in entries:
@@ -313,9 +317,9 @@ def evaluated(entries: list[runs.RunEntry]) -> tuple[list[dict], list[dict], lis
                 continue
             result, source = task.value()
         except Exception as error:  # a run that cannot be loaded or scored is named with the reason; the others stay
-            failed.append({"model": runs.short_label(entry.path), "problem": f"{type(error).__name__}: {error}"})
+            failed.append({"model": run_listing.short_label(entry.path), "problem": f"{type(error).__name__}: {error}"})
             continue
-        rows.append({"label": entry.label if entry.source == "zoo" else runs.short_label(entry.path), "model": entry.model,
+        rows.append({"label": entry.label if entry.source == "zoo" else run_listing.short_label(entry.path), "model": entry.model,
                      "seed": entry.seed, "dataset": entry.dataset, "group": entry.group, "evaluation": result, "path": entry.path,
                      "source": entry.source, "from": source, "status": entry.status})
     return rows, failed, pending
@@ -323,10 +327,10 @@ def evaluated(entries: list[runs.RunEntry]) -> tuple[list[dict], list[dict], lis
 
 def comparison(rows: list[dict]) -> pd.DataFrame:
     """One row per run: model, family, configuration, seed, status, where its numbers come from and its evaluation
-    flattened (runs.flatten_evaluation), TC columns first."""
-    table = pd.DataFrame([{"model": runs.short_label(r["path"]), "family": runs.FAMILIES.get(r["model"], r["model"]),
-                           "configuration": runs.group_label(r["label"]), "seed": r["seed"], "status": r["status"],
-                           "from": r["from"], **runs.flatten_evaluation(r["evaluation"])} for r in rows])
+    flattened (run_tables.flatten_evaluation), TC columns first."""
+    table = pd.DataFrame([{"model": run_listing.short_label(r["path"]), "family": run_listing.FAMILIES.get(r["model"], r["model"]),
+                           "configuration": run_listing.group_label(r["label"]), "seed": r["seed"], "status": r["status"],
+                           "from": r["from"], **run_tables.flatten_evaluation(r["evaluation"])} for r in rows])
     for column in ("model", "gaussian_tc (mean)", "gaussian_tc (sampled)", "knn_tc (mean)", "knn_tc (sampled)"):
         if column not in table:
             table[column] = None
@@ -337,7 +341,7 @@ def comparison(rows: list[dict]) -> pd.DataFrame:
 
 def sweep_folders() -> list[Path]:
     """Sweep folders (those with a sweep.json) under the runs directory, newest first."""
-    root = runs.runs_dir()
+    root = run_listing.runs_dir()
     found = [p.parent for p in root.glob("**/sweep.json")] if root.is_dir() else []
     return sorted(found, key=lambda p: (p / "sweep.json").stat().st_mtime, reverse=True)
 
@@ -346,7 +350,7 @@ def sweep_folders() -> list[Path]:
 def _sweep_summary(folder: str, stamp: float) -> tuple[pd.DataFrame, bytes | None]:
     import tempfile
 
-    from mtc_core import sweep_results
+    from mtc_core.evaluation import sweep_results
 
     table = sweep_results.aggregate(sweep_results.load_sweep(folder))
     frame = pd.DataFrame([{k: v for k, v in row.items() if k != "settings"} for row in table])
@@ -359,7 +363,7 @@ def _sweep_summary(folder: str, stamp: float) -> tuple[pd.DataFrame, bytes | Non
 
 
 def sweep_summary(folder: str | Path) -> tuple[pd.DataFrame, bytes | None]:
-    """mtc_core.sweep_results on a sweep folder: (table of mean +- sd over seeds, TC-vs-regularisation PNG).
+    """mtc_core.evaluation.sweep_results on a sweep folder: (table of mean +- sd over seeds, TC-vs-regularisation PNG).
     Keyed by the newest config.json in the folder, so a sweep that progresses is re-read."""
     folder = Path(folder)
     stamp = max((p.stat().st_mtime for p in folder.glob("*/config.json")), default=0.0)

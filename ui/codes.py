@@ -1,6 +1,6 @@
 """The Your codes page's caches and views: codes files from any VAE (uploaded or kept), their analysis, run imports.
 
-Every number comes from `mtc_core.analysis.analyse` with the CLI's defaults (`mtc evaluate-codes` gives the same);
+Every number comes from `mtc_core.evaluation.codes_analysis.analyse` with the CLI's defaults (`mtc evaluate-codes` gives the same);
 this module caches it and lays it out. Kept code sets live in `<runs dir>/codes/<name>.npz`.
 """
 
@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mtc_core import codes_file, figures, run_import
-from mtc_core.analysis import analyse, code_points
-from mtc_core.codes_file import Codes
-from mtc_core.estimators import report
-from ui import runs, widgets
+from mtc_core.evaluation import codes_file, tc_report
+from mtc_core.evaluation.codes_analysis import analyse_validated_codes, code_points
+from mtc_core.evaluation.codes_file import Codes
+from mtc_core.runs import zip_import
+from mtc_core.visualize import figures
+from services import run_listing
+from ui import widgets
 
 SEED = 0  # the CLI's default seed: the page shows what `mtc evaluate-codes FILE` prints
 UPLOAD, KEEP_NAME = "codes_upload", "codes_keep_name"  # widget keys read by the callbacks below
@@ -25,7 +27,7 @@ MESSAGE = "codes_message"  # (kind, text) a callback leaves for the page to show
 
 
 def codes_dir() -> Path:
-    return runs.runs_dir() / "codes"
+    return run_listing.runs_dir() / "codes"
 
 
 def kept_sets() -> list[Path]:
@@ -47,10 +49,10 @@ def load(key: str, data: bytes) -> Codes:
 
 @st.cache_data(max_entries=8, show_spinner="Analysing the codes: TC estimators with intervals, metrics (a few seconds per 10,000 points)...")
 def _analysis(key: str, _codes: Codes) -> dict:
-    return analyse(_codes, seed=SEED)
+    return analyse_validated_codes(_codes, seed=SEED)
 
 
-def analysis(key: str, codes: Codes) -> dict:
+def analysed_codes(key: str, codes: Codes) -> dict:
     return _analysis(key, codes)
 
 
@@ -66,7 +68,7 @@ def training_points(key: str, codes: Codes) -> dict[str, np.ndarray]:
 
 def keep(data: bytes, name: str) -> Path:
     """Keep validated codes bytes as `<runs dir>/codes/<name>.npz`; an existing set is never replaced."""
-    return codes_file.keep(data, codes_dir(), run_import.check_run_name(name))
+    return codes_file.keep(data, codes_dir(), zip_import.check_run_name(name))
 
 
 def suggest_name(uploader: str, name_key: str, suffix: str) -> None:
@@ -95,7 +97,7 @@ def import_upload() -> None:
     if archive is None:
         return
     try:
-        target = run_import.import_run(archive.getvalue(), runs.runs_dir(), st.session_state.get(RUN_NAME, ""))
+        target = zip_import.import_run(archive.getvalue(), run_listing.runs_dir(), st.session_state.get(RUN_NAME, ""))
     except ValueError as error:
         st.session_state[MESSAGE] = ("error", f"Not imported: {error}")
     else:
@@ -120,7 +122,7 @@ def read_kept(path: Path) -> bytes:
 def split_table(tc: dict, bound: dict) -> pd.DataFrame:
     parts = {"all": "all latents", "active": "among active latents", "passive": "among passive latents",
              "between": "between active and passive, I(A; P)"}
-    rows = [{"part": label, **{f"{code} codes": report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")},
+    rows = [{"part": label, **{f"{code} codes": tc_report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")},
              "bound on the sampled codes": f"{bound[part]['value']:.3f}" if part in ("all", "passive") else ""}
             for part, label in parts.items()]
     return pd.DataFrame(rows)
@@ -163,7 +165,7 @@ def show(result: dict, points: dict[str, np.ndarray], factor_names: tuple[str, .
                     f"{', '.join(f'z{j}' for j in tc['active']) or 'none'}; passive: {', '.join(f'z{j}' for j in tc['passive']) or 'none'}.")
         widgets.table(split_table(tc, result["sampled_tc_bound"]), key=f"{key}_split", file_name="tc_split.csv")
         st.caption("The bound: the largest Gaussian TC the sampled codes can have for these variances, whatever the "
-                   "correlations of the means (each latent's noise-to-signal ratio E[sigma_j²] / Var mu_j; DESIGN 1.1).")
+                   "correlations of the means (each latent's noise-to-signal ratio E[sigma_j²] / Var mu_j; docs/design.md: The theorem).")
     if tc["dropped"]:
         st.warning(f"Mean latents {', '.join(f'z{j}' for j in tc['dropped'])} are constant; every TC is computed over the others.")
     st.subheader("Active and passive latents")

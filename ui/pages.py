@@ -1,28 +1,23 @@
-"""The app's pages, in navigation order: one list that app.py, the tests and the latency bench read.
+"""The app's pages, in navigation order: one list that the sidebar's navigation, the tests and the latency bench read;
+and the wait budget of one page run.
 
-Every page runs inside app.py (its sidebar, its model picker). Streamlit has one trap here: until the first
-`st.navigation` call in a server process, a `pages/` folder next to app.py switches on the legacy multipage mode,
-which runs a requested page's file *alone*. That is the first request a fresh server gets (a deep link such as
-/Traversals, or a reload after a restart), and every run under streamlit.testing's AppTest, which starts each run
-afresh. So app.py runs each page inside `frame()`, and each page starts with `through_app()`: run alone, it runs
-app.py in its place (whose `st.navigation` call ends the legacy mode for the whole server and runs this page inside
-the app), then stops. Both happen in the same script run, so a button click the run carries is not lost. The URLs stay
-the legacy ones (from the file names), so app.py's navigation finds the page that was asked for.
+The app is a multipage app as Streamlit means a `pages/` folder: app.py is the entry page (the Overview, at /) and
+every file in pages/ is a page of its own, at the URL its file name gives (/Traversals, /Mean_vs_sampled_TC). Streamlit
+runs only the script of the page asked for, on every run, a deep link and a reload on a fresh server included; so each
+page's first call is `layout.page(title)` (ui/layout.py), which draws what every page shares: the page config, the
+sidebar, and this run's wait budget (`wait_left`). Streamlit's own page list would title the entry page "app", so
+.streamlit/config.toml hides it (`client.showSidebarNavigation = false`) and the sidebar lists PAGES with st.page_link.
 """
 
 from __future__ import annotations
 
-import runpy
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-PAGES = {  # title -> (script, icon)
-    "Overview": ("pages/0_Overview.py", ":material/auto_stories:"),
+PAGES = {  # title -> (script, icon); the scripts' paths are relative to app.py's folder
+    "Overview": ("app.py", ":material/auto_stories:"),
     "Models": ("pages/1_Models.py", ":material/inventory_2:"),
     "Side by side": ("pages/2_Side_by_side.py", ":material/splitscreen_vertical_add:"),
     "Dataset": ("pages/3_Dataset.py", ":material/image:"),
@@ -36,42 +31,21 @@ PAGES = {  # title -> (script, icon)
 }
 PAGE_FILES = {title: script for title, (script, _) in PAGES.items()}
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
-_inside = threading.local()  # set while app.py runs a page, in that session's script thread
-
-
-def navigation(position: str = "sidebar") -> st.Page:
-    """st.navigation over PAGES (the first is the default page); returns the page to run."""
-    return st.navigation([st.Page(script, title=title, icon=icon, default=i == 0)
-                          for i, (title, (script, icon)) in enumerate(PAGES.items())], position=position)
-
-
 WAIT_BUDGET_S = 1.0  # how long one run of a page waits in all for background results before it draws their progress
+_run = threading.local()  # the running page's context and deadline, in its session's script thread
 
 
-@contextmanager
-def frame() -> Iterator[None]:
-    """app.py runs the page inside this: the page's `through_app()` then knows it has the app's sidebar, and the page's
-    waits for background results share one budget (`wait_left`)."""
-    _inside.active, _inside.deadline = True, time.monotonic() + WAIT_BUDGET_S
-    try:
-        yield
-    finally:
-        _inside.active = False
+def start_wait_budget() -> None:
+    """A page run begins (`layout.page`): its waits for background results share WAIT_BUDGET_S from now on."""
+    _run.ctx, _run.deadline = get_script_run_ctx(), time.monotonic() + WAIT_BUDGET_S
 
 
 def wait_left(default: float) -> float:
     """Seconds this page run may still wait for background results: what is left of WAIT_BUDGET_S, so that a page that
     waits for several results shows the quick ones at once (one drawing, no progress bar) and, when they are slow, its
-    progress after at most the budget; `default` outside app.py's frame."""
-    if not getattr(_inside, "active", False):
+    progress after at most the budget; `default` outside a page run (a fragment's own rerun, a script that did not
+    start with `layout.page`)."""
+    ctx = get_script_run_ctx()
+    if ctx is None or ctx is not getattr(_run, "ctx", None) or ctx.fragment_ids_this_run:
         return default
-    return max(0.0, _inside.deadline - time.monotonic())
-
-
-def through_app() -> None:
-    """First call of every page: run alone (legacy pages/ mode, see the module docstring), run app.py instead, which
-    draws the sidebar and runs this page inside `frame()`, then stop."""
-    if not getattr(_inside, "active", False):
-        runpy.run_path(str(APP), run_name="__main__")
-        st.stop()
+    return max(0.0, _run.deadline - time.monotonic())

@@ -14,9 +14,10 @@ import importlib
 import sys
 import threading
 
-# what the first page's script run imports (app.py, the Overview page and what their modules import at top level)
-WARM = ("torch", "numpy", "pandas", "plotly.graph_objects", "mtc_core.figures", "mtc_core.estimators", "ui.widgets",
-        "ui.cache", "ui.runs", "ui.charts", "ui.svg_charts", "ui.train_view", "ui.pages")
+# what the first page's script run imports (app.py, the Overview, and what its modules import at top level)
+WARM = ("torch", "numpy", "pandas", "plotly.graph_objects", "mtc_core.visualize.figures", "mtc_core.estimators", "ui.widgets",
+        "ui.cache", "services.run_listing", "mtc_core.visualize.charts", "mtc_core.visualize.svg_charts", "ui.train_view", "ui.pages",
+        "ui.layout")
 
 
 def warm(modules: tuple[str, ...] = WARM) -> list[str]:

@@ -11,20 +11,19 @@ from typing import Any
 import streamlit as st
 import torch
 
-from mtc_core import figures
-from mtc_core.data import make_dataset
-from mtc_core.defaults import dataset_defaults
+from mtc_core.data import BUILT_IN, make_dataset
 from mtc_core.models import MODELS, build_model
-from mtc_core.models.architectures import ARCHITECTURES
-from mtc_core.train import TrainConfig, resolved_model_params
-from ui import runs, training, widgets
+from mtc_core.training.defaults import dataset_defaults
+from mtc_core.training.trainer import TrainConfig, resolved_model_params
+from mtc_core.visualize import figures
+from services import run_listing, training_queue
+from ui import widgets
 
 JOBS_KEY = "train_jobs"  # ids of the jobs this session started, oldest first
 ANNOUNCED_KEY = "train_announced"  # ids of finished jobs whose run was already put into the picker
 FORM_KEY = "train_form_generation"  # a used form is replaced by a fresh one: a second trigger of its button is stale
 SHOWN = 5  # finished trainings listed besides the running and queued ones
 FROM_DATASET = ("image_shape", "dataset_size")  # filled in from the dataset by resolved_model_params
-DATASETS = ("toy", "squares", "shapes2d", "shapes3d", "color_dsprites", "noisy_dsprites")
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -37,17 +36,11 @@ def field_comments(cls: type) -> dict[str, str]:
     return comments
 
 
-def _choices(comment: str, default: str) -> list[str] | None:
-    """Options listed in a field comment as `a | b | c`, when the default is one of them."""
-    match = re.search(r"\w+(?: \| \w+)+", comment)
-    options = match[0].split(" | ") if match else []
-    return options if default in options else None
-
-
 def _field_input(f: dataclasses.Field, help_text: str, key: str) -> Any:
     default = f.default
+    options = list(f.metadata.get("choices", ()))  # a field with a fixed set of values declares them (models.base.field_choices)
     if f.name == "architecture":
-        choice = st.selectbox(f.name, ["auto", *ARCHITECTURES], key=key,
+        choice = st.selectbox(f.name, ["auto", *options], key=key,
                               help="auto: conv64 for 64x64 images, mlp otherwise. " + help_text)
         return None if choice == "auto" else choice
     if isinstance(default, bool):
@@ -56,7 +49,6 @@ def _field_input(f: dataclasses.Field, help_text: str, key: str) -> Any:
         return st.number_input(f.name, value=default, step=1, help=help_text, key=key)
     if isinstance(default, float) or (default is None and "float" in str(f.type)):
         return st.number_input(f.name, value=default, format="%g", help=help_text, key=key, placeholder="default")
-    options = _choices(help_text, str(default))
     if options:
         return st.selectbox(f.name, options, index=options.index(default), help=help_text, key=key)
     return st.text_input(f.name, value=str(default), help=help_text, key=key)
@@ -79,8 +71,8 @@ def config_form(model_name: str) -> TrainConfig | None:
     train_comments = field_comments(TrainConfig)
     devices = ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     generation = st.session_state.setdefault(FORM_KEY, 0)
-    # outside the form, so that picking a dataset fills in its defaults (the CLI's: mtc_core.defaults) at once
-    dataset = st.selectbox("dataset", DATASETS, key="train_dataset", on_change=_apply_dataset_defaults,
+    # outside the form, so that picking a dataset fills in its defaults (the CLI's: mtc_core.training.defaults) at once
+    dataset = st.selectbox("dataset", BUILT_IN, key="train_dataset", on_change=_apply_dataset_defaults,
                            help="toy: 32x32, three objects, disentangles in about a minute; squares: one moving "
                                 "square; shapes2d: dSprites' 64x64 grid (conv64, slow on a CPU)")
     for key, value in _default_fields(dataset).items():
@@ -94,7 +86,7 @@ def config_form(model_name: str) -> TrainConfig | None:
             steps = st.number_input("steps", step=100, key="train_steps", help=train_comments["steps"])
             batch_size = st.number_input("batch_size", step=8, key="train_batch_size", help=train_comments["batch_size"])
             lr = st.number_input("lr", step=1e-4, format="%g", key="train_lr",
-                                 help=train_comments["lr"] + "; the default is the dataset's (mtc_core.defaults, as the CLI)")
+                                 help=train_comments["lr"] + "; the default is the dataset's (mtc_core.training.defaults, as the CLI)")
             seed = st.number_input("seed", value=0, step=1, key="train_seed", help=train_comments["seed"])
             device = st.selectbox("device", devices, key="train_device", help=train_comments["device"])
         with right:
@@ -117,16 +109,16 @@ def config_form(model_name: str) -> TrainConfig | None:
     return config
 
 
-def session_jobs() -> list[training.TrainingJob]:
+def session_jobs() -> list[training_queue.TrainingJob]:
     """The jobs this session started (they may have finished), oldest first."""
     ids = st.session_state.setdefault(JOBS_KEY, [])
-    return [job for job in training.jobs() if job.id in ids]
+    return [job for job in training_queue.jobs() if job.id in ids]
 
 
-def start(config: TrainConfig) -> training.TrainingJob:
+def start(config: TrainConfig) -> training_queue.TrainingJob:
     """Start a submitted form's training, and retire the form: its button's next trigger (a double click) is stale."""
     st.session_state[FORM_KEY] = st.session_state.get(FORM_KEY, 0) + 1
-    job = training.submit(config, runs.runs_dir(), f"{config.model}-{config.dataset['name']}")
+    job = training_queue.submit(config, run_listing.runs_dir(), f"{config.model}-{config.dataset['name']}")
     st.session_state.setdefault(JOBS_KEY, []).append(job.id)
     return job
 
@@ -134,7 +126,7 @@ def start(config: TrainConfig) -> training.TrainingJob:
 def resume(path: str) -> None:
     """The Resume button: continue an interrupted run in the background."""
     try:
-        job = training.resume(path)
+        job = training_queue.resume(path)
     except ValueError as error:  # already training, or a config that cannot be resumed
         st.session_state["train_resume_error"] = str(error)
         return
@@ -145,7 +137,7 @@ def interrupted_panel() -> None:
     """Runs whose training process died (a server restart, a kill): each with a Resume button."""
     if "train_resume_error" in st.session_state:
         st.error(f"Not resumed: {st.session_state.pop('train_resume_error')}")
-    interrupted = runs.interrupted_runs()
+    interrupted = run_listing.interrupted_runs()
     if not interrupted:
         return
     st.subheader("Interrupted")
@@ -153,7 +145,7 @@ def interrupted_panel() -> None:
                "restart, a kill). Resume continues exactly from the last checkpoint; resume a run only when no other "
                "process (a `python -m mtc_core train` in a terminal) is still training it.")
     for entry in interrupted:
-        config, _ = runs.inspect_run(entry.path)
+        config, _ = run_listing.inspect_run(entry.path)
         step, total = (config or {}).get("step", "?"), ((config or {}).get("train") or {}).get("steps", "?")
         with st.container(border=True):
             left, right = st.columns([4, 1])
@@ -173,7 +165,7 @@ def progress_panel() -> None:
     """Every training of this server, whoever started it: running and queued ones with live progress and Cancel, then
     the latest finished ones. While one is going its status is redrawn every STATUS_S and its curves every CURVES_S
     (see there for why not more often)."""
-    jobs = training.jobs()
+    jobs = training_queue.jobs()
     if not jobs:
         return
     announced = st.session_state.setdefault(ANNOUNCED_KEY, set())
@@ -197,13 +189,13 @@ def progress_panel() -> None:
 
 def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
     """One job's state, progress and Cancel; a full redraw once it ends or another job starts on the server."""
-    job = training.find(job_id)
-    if going and (job.done or tuple(j.id for j in reversed(training.jobs()) if not j.done) != going):
+    job = training_queue.find(job_id)
+    if going and (job.done or tuple(j.id for j in reversed(training_queue.jobs()) if not j.done) != going):
         st.rerun(scope="app")
     p = job.progress()
     st.markdown(f"**{job.title}**, {p.total} steps (started by {who}): *{p.state}*")
     if p.state == "queued":
-        running, queued = training.server_load()
+        running, queued = training_queue.server_load()
         st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
                    f"this one is number {p.queue_position} in the queue and starts when a slot frees.")
     speed = f" · {p.steps_per_s:.1f} steps/s" if p.steps_per_s else ""
@@ -220,7 +212,7 @@ def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
 
 
 def _curves(job_id: str) -> None:
-    history = training.find(job_id).progress().history
+    history = training_queue.find(job_id).progress().history
     if history:
         widgets.plotly_chart(figures.training_curves(history), key=f"train_curves_{job_id}")
 
@@ -228,13 +220,13 @@ def _curves(job_id: str) -> None:
 def sidebar_status(live: bool = True) -> None:
     """One line per running or queued training of this server, on every page; refreshed every SIDEBAR_S while one runs
     when `live` (the Train page, whose panel shows the same, draws it once)."""
-    if any(not job.done for job in training.jobs()):
+    if any(not job.done for job in training_queue.jobs()):
         with st.sidebar:
             st.fragment(_sidebar_lines, run_every=SIDEBAR_S if live else None)()
 
 
 def _sidebar_lines() -> None:
-    going = [job for job in training.jobs() if not job.done]
+    going = [job for job in training_queue.jobs() if not job.done]
     if not going:
         st.rerun(scope="app")  # all finished: redraw the app without this timer
     for job in going:

@@ -1,4 +1,4 @@
-"""Shared widgets: the sidebar model picker and device badge, the page guard, charts and tables with downloads,
+"""Shared widgets: the sidebar model picker and device badge, charts and tables with downloads,
 and the progress indicator of background computations."""
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mtc_core import figures, io
-from mtc_core.data import GroundTruthDataset
-from mtc_core.estimators import report
+from mtc_core import runs
+from mtc_core.data import BUILT_IN, GroundTruthDataset
+from mtc_core.evaluation import tc_report
 from mtc_core.models import VAE
-from ui import background, cache, pages, runs
+from mtc_core.visualize import figures
+from services import background, run_listing
+from ui import cache, pages
 
 RUN_KEY = "run_path"  # the sidebar picker's value: the selected run directory
 PENDING_KEY = "run_path_next"  # set by the Train page; selected at the next rerun, before the picker is drawn
@@ -54,9 +56,9 @@ def app_icon():
 def model_picker() -> None:
     """The sidebar select box shared by every page: the zoo (by dataset, model, seed), then the user's runs.
     Runs that cannot be opened are listed under it with the reason, and offered nowhere."""
-    everything = runs.all_runs()
+    everything = run_listing.all_runs()
     try:
-        runs.zoo_runs()
+        run_listing.zoo_runs()
     except ValueError as problem:
         st.sidebar.warning(f"The model zoo could not be read: {problem}")
     entries = [e for e in everything if e.problem is None]
@@ -68,10 +70,11 @@ def model_picker() -> None:
     if not entries:
         st.sidebar.info("No models yet: train one on the **Train** page.")
     else:
-        if RUN_KEY not in st.session_state:
-            st.session_state[RUN_KEY] = (runs.default_pair(entries)[0] or entries[0]).path
+        # set on every run, not only the first: each page's picker is a widget of its own (Streamlit's widget ids
+        # include the page), which would start at its default after a page switch; this carries the pick over
+        st.session_state[RUN_KEY] = st.session_state.get(RUN_KEY) or (run_listing.default_pair(entries)[0] or entries[0]).path
         st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key=RUN_KEY,
-                             help=f"Zoo: {runs.zoo_dir()}  \nYour runs: {runs.runs_dir()}")
+                             help=f"Zoo: {run_listing.zoo_dir()}  \nYour runs: {run_listing.runs_dir()}")
         picked = next(e for e in entries if e.path == st.session_state[RUN_KEY])
         st.sidebar.caption(f"{picked.label} · `{picked.model}` on {picked.dataset}, seed {picked.seed}, {picked.status}")
     broken = [e for e in everything if e.problem is not None]
@@ -82,13 +85,13 @@ def model_picker() -> None:
 
 
 def device_badge() -> None:
-    label = runs.device_label()
+    label = run_listing.device_label()
     st.sidebar.badge(label, icon=":material/memory:", color="green" if label.startswith("GPU") else "gray")
 
 
 def selected_run() -> str | None:
     path = st.session_state.get(RUN_KEY)
-    return path if path and (Path(path) / io.CONFIG).is_file() else None
+    return path if path and (Path(path) / runs.CONFIG).is_file() else None
 
 
 def load(path: str | None) -> tuple[str, VAE, dict] | None:
@@ -187,11 +190,11 @@ def dataset_choices() -> dict[str, dict]:
     choices: dict[str, dict] = {}
     path = selected_run()
     if path is not None:
-        config, _ = runs.inspect_run(path)
+        config, _ = run_listing.inspect_run(path)
         if config is not None:
             spec = config["dataset"]
             choices[f"{spec['name']} (the picked model's)"] = spec
-    for name in ("toy", "squares", "shapes2d", "shapes3d", "color_dsprites", "noisy_dsprites"):
+    for name in BUILT_IN:
         if {"name": name} not in choices.values():
             choices[name] = {"name": name}
     if os.environ.get("MTC_DSPRITES") and not any(s["name"] == "dsprites" for s in choices.values()):
@@ -237,13 +240,13 @@ def tc_estimates(tc: dict) -> pd.DataFrame:
     knn = tc["mean"].get("knn", {})
     mc = tc["sampled"].get("dataset_mc", {})
     return pd.DataFrame([
-        {"estimator": "Gaussian, -1/2 log det R", "mean codes": report.describe(tc, "mean", "gaussian"),
-         "sampled codes": report.describe(tc, "sampled", "gaussian"), "points": f"{settings['n']:,}",
+        {"estimator": "Gaussian, -1/2 log det R", "mean codes": tc_report.describe(tc, "mean", "gaussian"),
+         "sampled codes": tc_report.describe(tc, "sampled", "gaussian"), "points": f"{settings['n']:,}",
          "95% interval": f"bootstrap over points ({settings['bootstrap']} resamples)"},
-        {"estimator": "kNN (KSG, Gaussian-reference corrected)", "mean codes": report.describe(tc, "mean", "knn"),
-         "sampled codes": report.describe(tc, "sampled", "knn"),
+        {"estimator": "kNN (KSG, Gaussian-reference corrected)", "mean codes": tc_report.describe(tc, "mean", "knn"),
+         "sampled codes": tc_report.describe(tc, "sampled", "knn"),
          "points": f"{knn.get('batches', 0)} batches of {knn.get('n', 0):,} distinct", "95% interval": "t interval over the batches"},
         {"estimator": "dataset Monte-Carlo (mixture of the N posteriors)", "mean codes": "needs a posterior",
-         "sampled codes": report.describe(tc, "sampled", "dataset_mc"), "points": f"{settings['n']:,} ({mc.get('samples', 0):,} samples)",
+         "sampled codes": tc_report.describe(tc, "sampled", "dataset_mc"), "points": f"{settings['n']:,} ({mc.get('samples', 0):,} samples)",
          "95% interval": f"t interval over {mc.get('batches', 0)} repeats"},
     ])

@@ -16,8 +16,9 @@ from mtc_core.data.toy import Toy
 
 DATASETS = {"shapes2d": Shapes2D, "dsprites": DSpritesFile, "toy": Toy, "squares": Squares, "shapes3d": Shapes3D,
             "color_dsprites": ColorDSprites, "noisy_dsprites": NoisyDSprites, "3dshapes": Shapes3DFile, "mpi3d": MPI3DFile}
+BUILT_IN = ("toy", "squares", "shapes2d", "shapes3d", "color_dsprites", "noisy_dsprites")  # rendered here: no file needed
 
-__all__ = ["DATASETS", "ColorDSprites", "DSpritesFile", "GroundTruthDataset", "MPI3DFile", "NoisyDSprites", "Shapes2D", "Shapes3D",
+__all__ = ["BUILT_IN", "DATASETS", "ColorDSprites", "DSpritesFile", "GroundTruthDataset", "MPI3DFile", "NoisyDSprites", "Shapes2D", "Shapes3D",
            "Shapes3DFile", "Squares", "Toy", "make_dataset"]
 
 

@@ -22,6 +22,17 @@ MAX_HEADER = 10_000  # bytes of one .npy header (numpy's own limit)
 MAX_DIMS = 8
 
 
+def read_npy_header(f, max_header_size: int = MAX_HEADER) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy array that the binary file `f` starts at, leaving `f` at its data;
+    nothing but the header is read. ValueError for a format other than .npy 1.0 and 2.0 (what numpy writes)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f, max_header_size=max_header_size)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f, max_header_size=max_header_size)
+    raise ValueError(f".npy format version {version} (numeric arrays are written as 1.0 or 2.0)")
+
+
 @dataclass(frozen=True)
 class ArrayInfo:
     """One member of an archive as its .npy header describes it."""
@@ -123,13 +134,7 @@ class NpzArchive:
         member = self._members[key]
         try:
             with self._zip.open(member) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=MAX_HEADER)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=MAX_HEADER)
-                else:
-                    raise ValueError(f".npy format version {version} (numeric arrays are written as 1.0 or 2.0)")
+                shape, fortran, dtype = read_npy_header(f)
                 offset = f.tell()
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
             raise ValueError(f"{self.path}: array {key!r} has no valid .npy header ({' '.join(str(e).split())[:200]})") from None

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mtc_core.data.base import GroundTruthDataset
-from mtc_core.data.npz import NpzArchive, describe_start
+from mtc_core.data.npz import NpzArchive, describe_start, read_npy_header
 from mtc_core.data.shapes3d import SHAPES
 
 SHAPES3D_ENV, MPI3D_ENV = "MTC_3DSHAPES", "MTC_MPI3D"
@@ -227,9 +227,7 @@ def _stored_memmap(path: Path, key: str, shape: tuple[int, ...]) -> np.memmap | 
         name_length, extra_length = struct.unpack("<HH", local[26:30])
         f.seek(member.header_offset + 30 + name_length + extra_length)
         start = f.tell()
-        version = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        header_shape, _, dtype = header(f)
+        header_shape, _, dtype = read_npy_header(f)
         offset = f.tell()
     if tuple(header_shape) != tuple(shape) or dtype != np.uint8 or offset - start + math.prod(shape) != member.file_size:
         raise ValueError(f"{path}: the stored member {key} does not match its header")

@@ -7,7 +7,7 @@ Grid (source: the 3dshapes README and the label values stored in `3dshapes.h5`):
   README says "linearly spaced in [0, 1]", the file's labels stop at 0.9 because hue 1 is hue 0 again);
 - scale: 8 values, linspace(0.75, 1.25, 8);
 - shape: 4 classes, 0 cube, 1 cylinder, 2 sphere, 3 capsule (the README gives only the classes 0-3; this order is
-  the one DESIGN 2.1 names);
+  the one docs/design.md lists under "Datasets");
 - orientation: 15 values, linspace(-30, 30, 15) degrees.
 480,000 RGB images of 64x64; flat index in C order over (floor_hue, wall_hue, object_hue, scale, shape,
 orientation), orientation fastest, as the images are stored in the file.

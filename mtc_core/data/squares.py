@@ -1,6 +1,6 @@
 """Squares: a filled square on a small canvas that moves and grows.
 
-Three factors and 1,024 images of 32x32 by default, the setting of the first probe in DESIGN.md 1.2 (32x32 squares
+Three factors and 1,024 images of 32x32 by default, the setting of the first probe in docs/design.md, "RTC-VAE" (32x32 squares
 with 3 factors). Its two position factors share one object, so a VAE needs far longer than a minute to align
 them with its axes (measured: beta-VAE / beta-TCVAE after 2,000-3,000 steps still mix posX and posY); the live
 demo uses `Toy` instead.
@@ -21,7 +21,7 @@ class Squares(GroundTruthDataset):
 
     name = "squares"
     factor_names = ("posX", "posY", "scale")
-    summary = "Squares: a white square on black that moves and grows (the 32x32 probe of DESIGN 1.2)."
+    summary = "Squares: a white square on black that moves and grows (the 32x32 probe of docs/design.md: RTC-VAE)."
 
     def __init__(self, *, size: int = 32, num_positions: int = 16, num_scales: int = 4):
         for key, value, low in (("size", size, 8), ("num_positions", num_positions, 2), ("num_scales", num_scales, 1)):

@@ -4,7 +4,7 @@ Each factor moves or stretches its own object in its own band of columns (left s
 square: height; centre bar: length), so the factors are independent in the pixels as well as in the
 data. A small MLP beta-TCVAE (6 latents, lr 2e-3, beta 6) gives traversals in which every active latent
 moves one object after 2,000 steps, about a minute on one CPU thread. A factor is often carried by two
-latents: factor disintegration (DESIGN 1.3) on a dataset small enough to watch it happen.
+latents: factor disintegration (docs/design.md, "Factor disintegration") on a dataset small enough to watch it happen.
 """
 
 import numpy as np

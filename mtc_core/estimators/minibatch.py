@@ -1,7 +1,7 @@
 """Minibatch TC estimators (torch, differentiable), in nats with every constant kept.
 
 Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs" (https://arxiv.org/abs/1802.04942),
-Sec. 3 / App. C.1 (MWS and MSS) on sampled codes, and the mean-code TC penalties of RTC-VAE (DESIGN 1.2).
+Sec. 3 / App. C.1 (MWS and MSS) on sampled codes, and the mean-code TC penalties of RTC-VAE (docs/design.md, "RTC-VAE").
 
 Inputs are real floating-point tensors (anything else is a ValueError). Outside a training step they must be
 finite and so is the result, or ValueError names the problem. Inside one (autograd records the inputs) they
@@ -169,11 +169,11 @@ def mean_tc_gaussian(mu: torch.Tensor, ridge: float = 1e-4) -> torch.Tensor:
 
     mu: [B, D]. R is the batch correlation matrix, computed in float64 from
     standardised codes so that a nearly constant (passive) dimension still
-    counts at full weight: TC_G is scale-invariant per dimension (DESIGN 1.1).
+    counts at full weight: TC_G is scale-invariant per dimension (docs/design.md, "Why mean and sampled codes differ").
     The ridge keeps log det finite when B <= D or codes are collinear. A sample
     correlation matrix of independent codes has det R < 1, so the plain value
     reads above 0 (+0.38 nats at B = 64, D = 10; +0.09 at 256); its expectation
-    under independence is subtracted (DESIGN 1.4: a penalty reads ~0 on
+    under independence is subtracted (docs/design.md, "Reading a TC estimate": a penalty reads ~0 on
     independent codes at the training batch size). It is a constant for given
     (B, D), so gradients, and every model trained with this penalty, are unchanged.
     """
@@ -219,7 +219,7 @@ def mean_tc_kde(mu: torch.Tensor, generator: torch.Generator | None = None) -> t
     10 latents: -1.13 +- 0.19 nats on independent codes), because one bandwidth oversmooths
     the joint far more than the marginals. The same estimate on a copy of the batch whose
     columns are permuted independently (same marginals, zero TC, the same bias) is
-    subtracted (DESIGN 1.4). The marginal terms of the two are equal (each column holds the
+    subtracted (docs/design.md, "Reading a TC estimate"). The marginal terms of the two are equal (each column holds the
     same values), so TC_hat = mean_i log q(mu_i) - mean_i log q(mu_perm_i). On independent
     codes at B = 64, D = 10 it reads +0.02 +- 0.30 (40 seeds) and it rises with the true TC of
     equicorrelated codes (`bench/estimator_bias.py`). `generator` drives the permutation

@@ -6,6 +6,7 @@ function and a dataset instead of arrays.
 
 from mtc_core.metrics.beta_vae import beta_vae_score
 from mtc_core.metrics.dci import dci
+from mtc_core.metrics.disintegration import latents_per_factor, mi_matrix, split_ratio
 from mtc_core.metrics.factor_vae import factor_vae_score
 from mtc_core.metrics.mig import mig
 from mtc_core.metrics.modularity import modularity_explicitness
@@ -20,8 +21,11 @@ __all__ = [
     "discrete_mutual_info",
     "discretize",
     "factor_vae_score",
+    "latents_per_factor",
+    "mi_matrix",
     "mig",
     "modularity_explicitness",
     "sap",
+    "split_ratio",
     "unsupervised",
 ]

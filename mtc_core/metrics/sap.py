@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtc_core.metrics.svc1d import one_feature_svc_accuracy
+from mtc_core.metrics.sap_liblinear import one_feature_svc_accuracy
 from mtc_core.metrics.utils import check_split, dense_labels, rescale_columns
 
 

@@ -1,4 +1,7 @@
-"""VAE variants. `MODELS` is the one registry: the UI, the loader and the tests read it."""
+"""VAE variants. `MODELS` is the one registry: the UI, the loader and the tests read it.
+
+Each class carries its own metadata (`display_name`, `colour`, `swept_field`); the tables below are derived from it,
+here only, for the call sites that look a model up by key or by name."""
 
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ MODELS: dict[str, type[VAE]] = {
     "dip_vae": DIPVAE,
     "rtc_vae": RTCVAE,
 }
+FAMILIES = {key: cls.display_name for key, cls in MODELS.items()}  # model key -> the name a chart's legend shows
+REGULARISERS = {key: cls.swept_field for key, cls in MODELS.items() if cls.swept_field}  # model key -> its strength field
+FAMILY_COLOURS = {cls.display_name: cls.colour for cls in MODELS.values()}  # display name -> chart colour
 
 
 def model_class(name: str) -> type[VAE]:
@@ -35,6 +41,9 @@ def build_model(name: str, params: dict[str, Any] | None = None) -> VAE:
 
 __all__ = [
     "MODELS",
+    "FAMILIES",
+    "FAMILY_COLOURS",
+    "REGULARISERS",
     "VAE",
     "VAEConfig",
     "BetaVAE",

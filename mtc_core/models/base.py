@@ -1,24 +1,28 @@
 """The base VAE: Gaussian encoder q(z|x) = N(mu, diag exp(logvar)), Bernoulli decoder.
 
 Kingma & Welling 2014, "Auto-Encoding Variational Bayes" (https://arxiv.org/abs/1312.6114).
-A variant overrides one hook, `regulariser(out, step) -> (loss, logs)`; the base
-owns encode, reparameterise, decode and the reconstruction term.
+The base owns encode, reparameterise, decode, the reconstruction term and the KL term; a variant
+overrides one hook, `regulariser(kl, mu, logvar, z, step) -> (loss term, logs)`, which receives the KL
+the base computed (as disentanglement_lib's `regularizer(kl_loss, z_mean, z_logvar, z_sampled)`) and
+adds what is special to it. Each variant also names itself for the app (`display_name`, `colour`) and
+its regularisation strength (`swept_field`): `mtc_core.models` derives every table of these from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtc_core.estimators.sampling import sampled_codes
 from mtc_core.models.architectures import ARCHITECTURES, build_networks
 
-# Bounds on every size in a model config (DESIGN 2.5), checked before anything is allocated, so that a config of a few
+# Bounds on every size in a model config (docs/design.md, "Run folders"), checked before anything is allocated, so that a config of a few
 # bytes cannot make a loader build a model of many GB. They sit far above what the project trains (Shapes2D: 1x64x64
 # images, 10 latents, FC 256; FactorVAE's discriminator 6 x 1000; the toy: 1x32x32, hidden 256) and low enough that
 # every config within them builds in a few hundred MB. A variant's fields with these names are checked by the base.
@@ -45,7 +49,7 @@ def check_int(name: str, value: Any, low: int, high: int) -> int:
 @dataclass(frozen=True)
 class VAEConfig:
     latent_dim: int = 10  # number of latent dimensions
-    architecture: str = "conv64"  # conv64 (64x64 images) | mlp (any size)
+    architecture: str = field(default="conv64", metadata={"choices": ARCHITECTURES})  # conv64 (64x64 images) | mlp (any size)
     image_shape: tuple[int, int, int] = (1, 64, 64)  # (C, H, W) of the dataset
     hidden: int = 256  # width of the mlp layers
 
@@ -61,12 +65,24 @@ class VAEConfig:
         for f in dataclasses.fields(self):
             if f.name in SIZE_LIMITS:
                 check_int(f.name, getattr(self, f.name), *SIZE_LIMITS[f.name])
-        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        check_choices(self)
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> VAEConfig:
         return dataclass_from_dict(cls, params)
+
+
+def field_choices(cls: type) -> dict[str, tuple[str, ...]]:
+    """The fields of a config dataclass that take one of a fixed set of values (`metadata={"choices": ...}`) -> the values."""
+    return {f.name: tuple(f.metadata["choices"]) for f in dataclasses.fields(cls) if "choices" in f.metadata}
+
+
+def check_choices(config: Any) -> None:
+    """Choice guard: every field with `choices` metadata holds one of them, else ValueError naming the field."""
+    for name, options in field_choices(type(config)).items():
+        value = getattr(config, name)
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
 
 
 def dataclass_from_dict(cls: type, params: dict[str, Any]) -> Any:
@@ -107,6 +123,9 @@ class VAE(nn.Module):
     """Plain VAE: loss = recon + KL."""
 
     Config = VAEConfig
+    display_name: str = "VAE"  # the name a chart's legend and the run tables show
+    colour: str = "#7f7f7f"  # the family's colour in the charts
+    swept_field: str | None = None  # the Config field that sets the regularisation strength (sweep plots); None: no regulariser
     auxiliary_prefixes: tuple[str, ...] = ()  # state-dict names of nets used only in training (not needed to encode/decode)
 
     def __init__(self, config: VAEConfig):
@@ -128,7 +147,7 @@ class VAE(nn.Module):
 
     def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         eps = torch.randn(mu.shape, generator=self.noise, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
+        return sampled_codes(mu, logvar, eps)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, D] -> Bernoulli logits [B, C, H, W]."""
@@ -143,15 +162,25 @@ class VAE(nn.Module):
         """Bernoulli negative log-likelihood, summed over pixels, averaged over the batch (nats)."""
         return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
 
-    def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The variant's hook: the loss term beside the reconstruction, given the batch-mean KL `kl` (a scalar tensor the
+        base computed), the posterior mu, logvar [B, D], the sampled codes z [B, D] and the step; (term, logs of what is
+        special to the variant). Plain VAE: the KL itself."""
+        return kl, {}
+
+    def regularisation(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Everything but the reconstruction: the KL, computed once here, through the variant's `regulariser`;
+        (term, logs with "kl" first)."""
         kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
-        return kl, {"kl": kl.item()}
+        reg, logs = self.regulariser(kl, out["mu"], out["logvar"], out["z"], step)
+        return reg, {"kl": kl.item(), **logs}
 
     def loss(self, x: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
         """Returns (loss, logs, forward outputs) for a batch x [B, C, H, W] in [0, 1]."""
         out = self(x)
         recon = self.reconstruction(x, out["logits"])
-        reg, logs = self.regulariser(out, step)
+        reg, logs = self.regularisation(out, step)
         loss = recon + reg
         return loss, {"loss": loss.item(), "recon": recon.item(), **logs}, out
 

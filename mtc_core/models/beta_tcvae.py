@@ -10,12 +10,12 @@ disentanglement_lib's beta-TCVAE loss, KL + (beta - 1) TC).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from mtc_core.estimators import minibatch_log_densities
-from mtc_core.models.base import VAE, VAEConfig, check_at_least, gaussian_kl
+from mtc_core.models.base import VAE, VAEConfig, check_at_least
 
 ESTIMATORS = ("mws", "mss")
 
@@ -25,15 +25,13 @@ class BetaTCVAEConfig(VAEConfig):
     alpha: float = 1.0  # weight of the index-code mutual information
     beta: float = 6.0  # weight of the total correlation
     gamma: float = 1.0  # weight of the dimension-wise KL
-    estimator: str = "mws"  # minibatch estimator of log q(z): mws | mss
+    estimator: str = field(default="mws", metadata={"choices": ESTIMATORS})  # minibatch estimator of log q(z): mws | mss
     dataset_size: int = 737_280  # N in the minibatch weights (the dataset's size)
 
     def __post_init__(self):
         super().__post_init__()
         for name in ("alpha", "beta", "gamma"):
             check_at_least(name, getattr(self, name))
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         check_at_least("dataset_size", self.dataset_size, 2)
 
 
@@ -49,10 +47,11 @@ def kl_decomposition(out: dict[str, torch.Tensor], dataset_size: int, estimator:
 
 class BetaTCVAE(VAE):
     Config = BetaTCVAEConfig
+    display_name, colour, swept_field = "beta-TCVAE", "#1f77b4", "beta"
 
-    def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
-        kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
-        parts = kl_decomposition(out, c.dataset_size, c.estimator)
+        parts = kl_decomposition({"z": z, "mu": mu, "logvar": logvar}, c.dataset_size, c.estimator)
         reg = kl + (c.alpha - 1) * parts["mi"] + (c.beta - 1) * parts["tc"] + (c.gamma - 1) * parts["dwkl"]
-        return reg, {"kl": kl.item(), **{k: v.item() for k, v in parts.items()}}
+        return reg, {k: v.item() for k, v in parts.items()}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtc_core.models.base import VAE, VAEConfig, check_at_least, gaussian_kl
+from mtc_core.models.base import VAE, VAEConfig, check_at_least
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class BetaVAEConfig(VAEConfig):
 
 class BetaVAE(VAE):
     Config = BetaVAEConfig
+    display_name, colour, swept_field = "beta-VAE", "#bcbd22", "beta"
 
-    def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
-        return self.config.beta * kl, {"kl": kl.item()}
+    def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.config.beta * kl, {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mtc_core.models.base import VAE, VAEConfig, check_at_least, gaussian_kl
+from mtc_core.models.base import VAE, VAEConfig, check_at_least
 from mtc_core.models.discriminator import Discriminator, permute_dims
 
 
@@ -34,6 +34,7 @@ class FactorVAEConfig(VAEConfig):
 
 class FactorVAE(VAE):
     Config = FactorVAEConfig
+    display_name, colour, swept_field = "FactorVAE", "#ff7f0e", "gamma"
     auxiliary_prefixes = ("discriminator.",)
 
     def __init__(self, config: FactorVAEConfig):
@@ -49,11 +50,11 @@ class FactorVAE(VAE):
             self._disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.disc_lr, betas=(0.5, 0.9))
         return self._disc_optimizer
 
-    def regulariser(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
-        logits = self.discriminator(out["z"])
+    def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        return kl + self.config.gamma * tc, {"kl": kl.item(), "tc_disc": tc.item()}
+        return kl + self.config.gamma * tc, {"tc_disc": tc.item()}
 
     def vae_parameters(self) -> list[torch.nn.Parameter]:
         disc = {id(p) for p in self.discriminator.parameters()}

@@ -1,0 +1,289 @@
+"""Reproduce the paper's claim on the zoo: evaluate every listed model (cached in its metrics.json), aggregate
+mean +- sd over seeds per model, and state with the numbers whether
+
+(1) beta-TCVAE and FactorVAE have low sampled TC but clearly higher mean TC, and
+(2) RTC-VAE cuts the mean TC by at least 2x against both at a reconstruction error within 10% of theirs
+    (read as: at most 10% above theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from mtc_core import runs
+from mtc_core.data import make_dataset
+from mtc_core.evaluation import tc_report
+from mtc_core.evaluation.seeds import configuration_key, group_label, group_runs, mean_sd
+from mtc_core.evaluation.sweep_results import cell
+from mtc_core.runs import zoo
+
+# (column title, representation, path into the evaluation dict); every TC is the evaluation's TC report (one value
+# per quantity: tc_report.tc_report), the split of the Gaussian TC into active and passive latents included
+COLUMNS = [
+    ("TC mean codes (Gaussian)", None, ("tc", "mean", "gaussian", "value")),
+    ("TC mean codes, active latents (Gaussian)", None, ("tc", "split", "mean", "active", "value")),
+    ("TC mean codes, between active and passive (Gaussian)", None, ("tc", "split", "mean", "between", "value")),
+    ("TC mean codes (kNN)", None, ("tc", "mean", "knn", "value")),
+    ("TC sampled codes (Gaussian)", None, ("tc", "sampled", "gaussian", "value")),
+    ("TC sampled codes, active latents (Gaussian)", None, ("tc", "split", "sampled", "active", "value")),
+    ("TC sampled codes (kNN)", None, ("tc", "sampled", "knn", "value")),
+    ("MIG mean", "mean", ("mig",)),
+    ("MIG sampled", "sampled", ("mig",)),
+    ("DCI dis. mean", "mean", ("dci", "disentanglement")),
+    ("SAP mean", "mean", ("sap",)),
+    ("FactorVAE mean", "mean", ("factor_vae", "eval_accuracy")),
+    ("BetaVAE mean", "mean", ("beta_vae", "eval_accuracy")),
+    ("latents/factor mean", "mean", ("disintegration", "latents_per_factor")),
+    ("active latents", None, ("activity", "active_latents")),
+    ("recon", None, ("recon",)),
+]
+TC_PENALISED = ("beta_tcvae", "factor_vae")
+
+
+def _get(evaluation: dict, rep: str | None, path: tuple[str, ...]) -> float | None:
+    value = evaluation if rep is None else evaluation.get(rep, {})
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        return statistics.mean(value)  # a per-factor list (latents per factor): its average over factors
+    return value if isinstance(value, int | float) else None
+
+
+def evaluate_zoo(root: str | Path, settings: dict, say: Callable[[str], None] = print, skipped: list[str] | None = None) -> list[dict]:
+    """One row per zoo model: its label, model key, seed and evaluation (computed once, then read from metrics.json).
+
+    A model that cannot be read or evaluated (a broken config, weights or metrics file, a missing dataset) is
+    skipped with a warning through `say` naming it and the reason, also appended to `skipped` if given; the
+    others still make the table."""
+    rows = []
+    entries = zoo.read_index(root)
+    for i, entry in enumerate(entries, 1):
+        path = Path(entry["path"])
+        label, counter = entry.get("label", path.name), f"[{i}/{len(entries)}]"
+        try:
+            rows.append(_zoo_row(path, label, settings, counter, say))
+        except (ValueError, OSError) as e:  # runs.CheckpointError is a ValueError
+            say(f"{counter} warning: skipped {label} ({path}): {e}")
+            if skipped is not None:
+                skipped.append(f"{label} ({path}): {e}")
+    return rows
+
+
+def _zoo_row(path: Path, label: str, settings: dict, counter: str, say: Callable[[str], None]) -> dict:
+    import mtc_core
+
+    config = runs.read_json(path / runs.CONFIG)
+    model_name, params, seed, dataset = _facts(config, path)
+    metrics = runs.read_json(path / runs.METRICS) if (path / runs.METRICS).is_file() else {}
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path / runs.METRICS}: not a JSON object (left as it is)")
+    evaluation = metrics.get("evaluation")
+    stored = evaluation.get("settings") if isinstance(evaluation, dict) else None
+    # an evaluation without the TC report ("tc") predates it: its TCs had no intervals, so it is redone
+    if not isinstance(stored, dict) or "tc" not in evaluation or any(stored.get(k) != v for k, v in settings.items()):
+        say(f"{counter} evaluating {label}")
+        model, config = runs.load_run(path)
+        evaluation = runs.json_safe(mtc_core.evaluate(model, make_dataset(config["dataset"], model.config.image_shape), **settings))
+        runs.write_json(path / runs.METRICS, {**metrics, "evaluation": evaluation})
+    else:
+        say(f"{counter} {label}: stored evaluation")
+    return {"label": label, "model": model_name, "seed": seed, "dataset": dataset["name"],
+            "group": configuration_key(config), "evaluation": evaluation}
+
+
+def _facts(config, path: Path) -> tuple[str, dict, int, dict]:
+    """(model name, model params, seed, dataset spec) of a run's config.json; ValueError naming a missing or bad field."""
+    model = config.get("model") if isinstance(config, dict) else None
+    train = config.get("train") if isinstance(config, dict) else None
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("params"), dict)):
+        raise ValueError(f"{path / runs.CONFIG}: needs model.name and model.params")
+    if not (isinstance(train, dict) and isinstance(train.get("seed"), int)):
+        raise ValueError(f"{path / runs.CONFIG}: needs an integer train.seed")
+    if not (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)):
+        raise ValueError(f"{path / runs.CONFIG}: needs a dataset with a name")
+    return model["name"], model["params"], train["seed"], dataset
+
+
+def _interval(evaluation: dict, path: tuple[str, ...]) -> list[float] | None:
+    """The stored 95% interval of a TC column: path ("tc", code, estimator) or ("tc", "split", code, part)."""
+    if path[1] == "split":
+        return tc_report.interval(evaluation.get("tc"), path[2], "gaussian", path[3])
+    return tc_report.interval(evaluation.get("tc"), path[1], path[2])
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean and sd over seeds of every column, per model configuration (labelled by its first seed's label, seed
+    dropped). Rows come grouped by dataset (in order of first appearance), then in the model registry's order
+    (baselines first, RTC-VAE last), then in zoo order: not in the order the models happened to be trained."""
+    from mtc_core.models import MODELS
+
+    table = []
+    for members in group_runs(rows):
+        first = members[0]
+        out = {"label": group_label(first["label"]), "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members),
+               "tc_settings": first["evaluation"].get("tc", {}).get("settings")}
+        for title, rep, path in COLUMNS:
+            values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
+            out[title] = mean_sd(values)
+            out.setdefault("per_seed", {})[title] = values
+            if len(members) == 1 and path[-1] == "value":  # one seed: the estimate's own 95% interval instead of an sd
+                out.setdefault("ci", {})[title] = _interval(members[0]["evaluation"], path[:-1])
+        table.append(out)
+    datasets = list(dict.fromkeys(r["dataset"] for r in table))
+    models = list(MODELS)
+    return sorted(table, key=lambda r: (datasets.index(r["dataset"]),
+                                        models.index(r["model"]) if r["model"] in models else len(models)))
+
+
+def _worst_pair(remedy: dict, rival: dict, mean_tc: str = "TC mean codes (Gaussian)") -> tuple[float, float] | None:
+    """Over every pair of seeds: the smallest mean-TC ratio (rival / remedy) and the largest reconstruction change."""
+    seeds = remedy.get("per_seed", {}), rival.get("per_seed", {})
+    if not all(s.get(mean_tc) and s.get("recon") for s in seeds):
+        return None
+    return (min(seeds[1][mean_tc]) / max(max(seeds[0][mean_tc]), 1e-12),
+            max(seeds[0]["recon"]) / min(seeds[1]["recon"]) - 1)
+
+
+ALL = ("TC mean codes (Gaussian)", "TC sampled codes (Gaussian)")
+ACTIVE = ("TC mean codes, active latents (Gaussian)", "TC sampled codes, active latents (Gaussian)")
+
+
+def claims(table: list[dict]) -> list[str]:
+    """The two statements of the issue, each with the numbers that decide it, on all latents and on the active
+    latents alone (DESIGN 1.4: where the disparity lives); models are compared within a dataset."""
+    lines = []
+    penalised = [r for r in table if r["model"] in TC_PENALISED]
+    for r in penalised:
+        for (mean_tc, sampled_tc), which in ((ALL, "all latents"), (ACTIVE, "active latents alone")):
+            m, s = r[mean_tc][0], r[sampled_tc][0]
+            if m is None or s is None:
+                continue
+            holds = s < 0.1 and m > 3 * s
+            lines.append(f"(1) {r['label']}, {which}: sampled-code TC {s:.3f}, mean-code TC {m:.3f} ({m / max(s, 1e-12):.1f}x): "
+                         f"{'holds' if holds else 'does not hold'} (criterion: sampled < 0.1 nats and mean > 3x sampled).")
+    for r in (r for r in table if r["model"] == "rtc_vae"):
+        rivals = [p for p in penalised if p.get("dataset") == r.get("dataset")]
+        for (mean_tc, _), which in ((ALL, "all latents"), (ACTIVE, "active latents alone")):
+            if r[mean_tc][0] is None:
+                continue
+            parts, ok = [], bool(rivals)
+            for p in rivals:
+                if p[mean_tc][0] is None:
+                    ok = False
+                    parts.append(f"vs {p['label']}: no value")
+                    continue
+                ratio = p[mean_tc][0] / max(r[mean_tc][0], 1e-12)
+                recon_change = r["recon"][0] / p["recon"][0] - 1
+                ok &= ratio >= 2 and recon_change <= 0.10  # a lower reconstruction error is no obstacle
+                change = (f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.1f}x higher" if ratio > 0 else "higher")
+                part = f"vs {p['label']}: mean TC {p[mean_tc][0]:.3f} -> {r[mean_tc][0]:.3f} ({change}), reconstruction {recon_change:+.0%}"
+                worst = _worst_pair(r, p, mean_tc)
+                if worst is not None and r["seeds"] * p["seeds"] > 1:
+                    part += f" (worst pair of seeds: {worst[0]:.1f}x, {worst[1]:+.0%})"
+                parts.append(part)
+            if not rivals:
+                parts = [f"no beta-TCVAE or FactorVAE on {r.get('dataset')} to compare with"]
+            lines.append(f"(2) {r['label']}, {which}: " + "; ".join(parts) + f": {'holds' if ok else 'does not hold'} "
+                         "(criterion: >= 2x lower mean TC and a reconstruction error at most 10% above theirs, against both).")
+    return lines
+
+
+def _cell(row: dict, title: str) -> str:
+    ci = row.get("ci", {}).get(title)
+    if ci is not None and row[title][0] is not None:
+        return f"{row[title][0]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return cell(*row[title])
+
+
+PER_SEED = [("mean codes: Gaussian TC", "mean", "gaussian", None), ("... between active and passive", "mean", "gaussian", "between"),
+            ("sampled codes: Gaussian TC", "sampled", "gaussian", None), ("mean codes: kNN TC", "mean", "knn", None),
+            ("sampled codes: kNN TC", "sampled", "knn", None)]
+
+
+def per_seed_lines(rows: list[dict]) -> list[str]:
+    """One line per zoo model (every seed) with its TCs and 95% intervals, as the app shows them."""
+    head = ["model", *[c[0] for c in PER_SEED], "active latents", "MIG mean", "recon"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        ev = row["evaluation"]
+        mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
+        cells = [tc_report.describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
+        cells += [str(_get(ev, None, ("activity", "active_latents"))), cell(mig, None), cell(recon, None)]
+        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+    return lines
+
+
+def markdown(table: list[dict], settings: dict, command: str, models: list[dict] | None = None) -> str:
+    tc_columns = [c[0] for c in COLUMNS if c[2][0] == "tc"] + ["active latents", "recon"]
+    metric_columns = [c[0] for c in COLUMNS if c[0] not in tc_columns]
+
+    def rows(columns: list[str]) -> list[str]:
+        head = ["model", "seeds", *columns]
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                *["| " + " | ".join([r["label"], str(r["seeds"]), *[_cell(r, c) for c in columns]]) + " |" for r in table]]
+
+    tc_settings = next((r["tc_settings"] for r in table if r.get("tc_settings")), {})
+    lines = ["# Results: mean vs sampled total correlation on the model zoo", "",
+             f"Made by `{command}` from `pretrained/index.json`; `mtc_core.evaluate` settings {json.dumps(settings)}. "
+             "Values are mean ± sd over seeds; a model with one seed shows its estimate with the 95% interval in brackets. "
+             "TC in nats; recon = Bernoulli NLL per image (nats).", "",
+             "## Total correlation", "",
+             f"`estimators.tc_report` on the {tc_settings.get('n', '?')} training points of the evaluation: the Gaussian TC "
+             f"over all of them (95% interval: {tc_settings.get('bootstrap', '?')} bootstrap resamples), the kNN TC as the "
+             f"mean of {tc_settings.get('knn_batches', '?')} disjoint batches of {tc_settings.get('knn_points', '?')} distinct "
+             "points, the same points for mean and sampled codes. Active latents: Var mu_j > "
+             f"{tc_settings.get('active_threshold', '?')}; the Gaussian TC of all latents is exactly TC(active) + "
+             "TC(passive) + I(active; passive) (DESIGN 1.4), the third column.", "",
+             *rows(tc_columns), "",
+             "## Disentanglement metrics", "", *rows(metric_columns), "",
+             "## The claims", "", *[f"- {line}" for line in claims(table)], "",
+             *(["## Every model, every seed", "", "Each value with its 95% interval.", "", *per_seed_lines(models), ""] if models else []),
+             "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
+    return "\n".join(lines)
+
+
+def figures(table: list[dict], folder: str | Path) -> list[Path]:
+    """Mean TC against sampled TC per model (with the no-disparity diagonal), and metric bars, as PNGs: one
+    panel per dataset, since models are only compared within one."""
+    from matplotlib.figure import Figure
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets = list(dict.fromkeys(r.get("dataset") for r in table)) or [None]
+    fig = Figure(figsize=(6.5 * len(datasets), 5.5))
+    for ax, dataset in zip(fig.subplots(1, len(datasets), squeeze=False)[0], datasets, strict=True):
+        top = 0.0
+        for r in (r for r in table if r.get("dataset") == dataset):
+            (m, m_sd), (s, s_sd) = r["TC mean codes (Gaussian)"], r["TC sampled codes (Gaussian)"]
+            if m is None or s is None:
+                continue
+            ax.errorbar(s, m, xerr=s_sd, yerr=m_sd, fmt="o", capsize=3, label=r["label"])
+            top = max(top, m, s)
+        ax.plot([0, top * 1.1 or 1], [0, top * 1.1 or 1], "k--", lw=1, label="no disparity")
+        ax.set(xlabel="TC of sampled codes (Gaussian, nats)", ylabel="TC of mean codes (Gaussian, nats)",
+               title=f"Mean vs sampled TC, {dataset}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = [folder / "tc_mean_vs_sampled.png"]
+    fig.savefig(paths[0], dpi=120)
+    names = ["MIG mean", "MIG sampled", "DCI dis. mean", "SAP mean", "FactorVAE mean", "BetaVAE mean"]
+    fig = Figure(figsize=(10, 4.5 * len(datasets)))
+    for ax, dataset in zip(fig.subplots(len(datasets), 1, squeeze=False)[:, 0], datasets, strict=True):
+        rows = [r for r in table if r.get("dataset") == dataset]
+        width = 0.8 / max(len(rows), 1)
+        for i, r in enumerate(rows):
+            ax.bar([j + i * width for j in range(len(names))], [r[n][0] or 0.0 for n in names], width,
+                   yerr=[r[n][1] or 0.0 for n in names], label=r["label"], capsize=2)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], labels=names)
+        ax.set(ylabel="score", title=f"Disentanglement metrics, {dataset} (mean over seeds, error bars: sd)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(folder / "metrics.png")
+    fig.savefig(paths[1], dpi=120)
+    return paths

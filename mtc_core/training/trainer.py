@@ -1,0 +1,311 @@
+"""The trainer shared by the CLI, the app and the sweeps.
+
+It knows nothing about a model beyond the base VAE's hooks, and nothing about
+who watches: a tqdm bar and a Streamlit progress bar are both `Callback`s.
+Each run lives in a run directory (mtc_core.runs); a checkpoint is one atomic file
+(mtc_core.runs.checkpoint), a NaN or inf loss stops the run and keeps the last good
+checkpoint, a cancel stops it and keeps the current weights, and `resume=True`
+continues an interrupted run exactly where its last checkpoint left it, or
+refuses. A folder holding a run is never overwritten without `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtc_core import runs
+from mtc_core.data import GroundTruthDataset, make_dataset
+from mtc_core.models import VAE, build_model, model_class
+from mtc_core.models.base import dataclass_from_dict
+from mtc_core.runs import checkpoint as ckpt
+from mtc_core.training.history import eval_record, history_tc
+
+_INIT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "beta_tcvae"  # registry key in mtc_core.models.MODELS
+    model_params: dict = field(default_factory=dict)  # fields of the model's config; the rest default
+    dataset: dict = field(default_factory=lambda: {"name": "toy"})  # spec for mtc_core.data.make_dataset
+    steps: int = 2000  # optimiser steps
+    batch_size: int = 64  # images per step
+    lr: float = 1e-4  # Adam learning rate (disentanglement_lib: 1e-4)
+    seed: int = 0  # seeds data sampling, initialisation and noise
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    eval_every: int = 100  # steps between history records
+    eval_size: int = 512  # held-out images for each history record
+    checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def __post_init__(self):
+        model_class(self.model)  # unknown key -> ValueError naming the known ones
+        limits = {"steps": (1, 10_000_000), "batch_size": (3, 65_536), "eval_every": (1, 10_000_000),
+                  "eval_size": (3, 100_000), "checkpoint_every": (0, 10_000_000), "num_threads": (0, 1024), "seed": (0, 2**32 - 1)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or not 0 < self.lr <= 1:
+            raise ValueError(f"lr must be a number in (0, 1], got {self.lr!r}")
+        resolve_device(self.device)
+        if not isinstance(self.model_params, dict):
+            raise ValueError(f"model_params must be a dict of the model's config fields, got {runs.short_repr(self.model_params)}")
+        try:  # unknown fields and sizes over models.base.SIZE_LIMITS, before any work
+            model_class(self.model).Config.from_dict(dict(self.model_params))
+        except TypeError as e:
+            raise ValueError(f"model_params: {e}") from None
+        runs.check_dataset_spec(self.dataset)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
+        return dataclass_from_dict(cls, params)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU. An unavailable CUDA request is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
+
+
+def resolved_model_params(config: TrainConfig, dataset: GroundTruthDataset) -> dict[str, Any]:
+    """The model's config fields, completed from the dataset (image shape, size, architecture)."""
+    fields = {f.name for f in dataclasses.fields(model_class(config.model).Config)}
+    params = dict(config.model_params)
+    params.setdefault("image_shape", list(dataset.image_shape))
+    params.setdefault("architecture", "conv64" if tuple(dataset.image_shape[1:]) == (64, 64) else "mlp")
+    if "dataset_size" in fields:
+        params.setdefault("dataset_size", len(dataset))
+    shape = params["image_shape"]
+    if not isinstance(shape, list | tuple) or list(shape) != list(dataset.image_shape):
+        raise ValueError(f"image_shape {runs.short_repr(shape)} does not match the dataset's images {list(dataset.image_shape)}; "
+                         f"leave it out to take the dataset's")
+    return params
+
+
+def check_out_folder(out: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """The command line's rule for an output folder (stricter than `train`'s): without resume it must be new or
+    empty unless overwrite is given; with resume it must hold a run. ValueError naming the flag to use."""
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: choose one")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if resume:
+        if not out.is_dir():
+            raise ValueError(f"--resume: {out} does not exist, so there is nothing to resume (leave out --resume to start a run)")
+        if not (ckpt.has_checkpoint(out) or (out / runs.CONFIG).is_file()):
+            raise ValueError(f"--resume: {out} holds no run to resume")
+    elif not overwrite and out.is_dir() and any(p.name != runs.LOCK for p in out.iterdir()):
+        raise ValueError(f"--out {out} is not empty: pass --resume to continue the run in it, --overwrite to replace it, "
+                         f"or choose another folder")
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need. Return values are ignored."""
+
+    def on_start(self, *, run_dir: Path, config: TrainConfig, start_step: int) -> None: ...
+
+    def on_step(self, *, step: int, logs: dict[str, float]) -> None: ...
+
+    def on_eval(self, *, step: int, record: dict[str, Any]) -> None: ...
+
+    def on_end(self, *, status: str, message: str, step: int, run_dir: Path) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # complete | cancelled | diverged
+    message: str
+    step: int  # steps completed
+    history: list[dict]
+    model: VAE
+
+
+def _optimizers(model: VAE, main: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
+    return [main, *([model.disc_optimizer] if hasattr(model, "disc_optimizer") else [])]
+
+
+def _folder_policy(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[list[str], bool]:
+    """(the run files already in run_dir, whether to resume from its checkpoint); refuses what `train` must not do."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: exists and is not a folder")
+    existing = ckpt.run_files(run_dir) if run_dir.is_dir() else []
+    if existing and not (resume or overwrite):
+        raise ValueError(f"{run_dir} already holds a run ({', '.join(existing)}): resume it, overwrite it explicitly, "
+                         f"or train into another folder")
+    resuming = resume and ckpt.has_checkpoint(run_dir)
+    if resume and not resuming and {runs.CONFIG, runs.WEIGHTS} & set(existing):
+        raise runs.CheckpointError(f"{run_dir} holds a run without a checkpoint to resume from (a zoo copy keeps no optimiser "
+                                   f"state); train into another folder, or overwrite it")
+    return existing, resuming
+
+
+@dataclass
+class _RunFolder:
+    """Everything a checkpoint holds, and how it is written into the run folder."""
+
+    run_dir: Path
+    config: TrainConfig
+    model: VAE
+    optimizers: list[torch.optim.Optimizer]
+    rng: np.random.Generator
+    run_config: dict  # config.json without what changes as the run goes (params, status, step, versions)
+    identity: dict  # what a checkpoint must match to be resumed (mtc_core.runs.checkpoint.check_same_run)
+    history: list[dict] = field(default_factory=list)
+
+    def checkpoint(self, step: int, status: str, message: str = "", weights: bool = True) -> None:
+        # Order matters for a kill at any point: history first (it then holds every record up to the checkpoint's
+        # step), the checkpoint as one atomic file, then the files readers load.
+        runs.write_history(self.run_dir, self.history)
+        if weights:
+            ckpt.save(self.run_dir, step=step, model=self.model, optimizers=self.optimizers, rng=self.rng,
+                      noise=self.model.noise, run=self.identity, history_records=len(self.history))
+            runs.save_weights(self.model, self.run_dir / runs.WEIGHTS)
+        cfg = {**self.run_config, "model": {"name": self.config.model, "params": runs.model_params(self.model)}, "status": status,
+               "message": message, "step": step, "format_version": runs.FORMAT_VERSION, "versions": runs.package_versions()}
+        runs.write_json(self.run_dir / runs.CONFIG, cfg)
+
+    def record_speed(self, steps: int, elapsed: float, device: torch.device) -> None:
+        """metrics.json's "training": steps per second of this session (a resumed run that trained nothing keeps its own)."""
+        if steps <= 0:
+            return
+        path = self.run_dir / runs.METRICS
+        metrics = runs.read_json(path) if path.is_file() else {}
+        metrics["training"] = {"steps_per_s": steps / elapsed if elapsed > 0 else None, "device": str(device)}
+        runs.write_json(path, runs.json_safe(metrics))
+
+
+def _build(config: TrainConfig, run_dir: Path, device: torch.device, dataset: GroundTruthDataset, command: str) -> _RunFolder:
+    """The seeded model, its optimisers and noise, and the run's config and identity."""
+    params = resolved_model_params(config, dataset)
+    with _INIT_LOCK:  # initialisation draws from torch's global RNG: seed and build without another thread between
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, params).to(device)
+    model.noise = torch.Generator(device).manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
+    run_config = {"model": {"name": config.model}, "train": dataclasses.asdict(config), "dataset": dataset.spec(),
+                  "command": command, "device": str(device)}
+    identity = {"model": {"name": config.model, "params": runs.model_params(model)}, "train": run_config["train"],
+                "dataset": run_config["dataset"], "device": device.type, "command": command}
+    return _RunFolder(run_dir, config, model, _optimizers(model, optimizer), np.random.default_rng(config.seed), run_config, identity)
+
+
+def _images(dataset: GroundTruthDataset, n: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(dataset.render(dataset.sample_factors(n, rng))).to(device)
+
+
+@runs.holding_run_lock  # held from the first check to the last write; another process's train/delete/zoo-add is refused
+def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback, ...] | list[Callback] = (),
+          cancel: threading.Event | None = None, command: str = "", resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train `config` into `run_dir`.
+
+    A folder that already holds a run (a file of checkpoint.RUN_FILES) is never overwritten silently: resume=True
+    continues it from its last checkpoint, exactly, or raises CheckpointError when the checkpoint is damaged or
+    belongs to another run (model, dataset, train settings); overwrite=True replaces it; otherwise ValueError.
+    resume=True on a folder without a run starts one (a sweep passes it for every run). Everything is validated
+    before the folder is touched."""
+    run_dir = Path(run_dir)
+    existing, resuming = _folder_policy(run_dir, resume=resume, overwrite=overwrite)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    dataset = make_dataset(config.dataset)
+    x_eval = _images(dataset, config.eval_size, np.random.default_rng([config.seed, 1]), device)  # held out: its own stream
+    run = _build(config, run_dir, device, dataset, command)
+    model, optimizer, start = run.model, run.optimizers[0], 0
+    if resuming:
+        start, run.history = ckpt.restore(run_dir, model=model, optimizers=run.optimizers, rng=run.rng, noise=model.noise,
+                                          run=run.identity, steps=config.steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.clean_orphans(run_dir)  # this trainer owns the folder now: a temporary file in it is from a writer that died
+    if existing and not resuming:  # the run being replaced (overwrite), or what a first checkpoint left before a kill
+        ckpt.remove_run_files(run_dir)
+    for cb in callbacks:
+        cb.on_start(run_dir=run_dir, config=config, start_step=start)
+    if start == 0:
+        run.checkpoint(0, "running")
+
+    status, message, last_good, step = "complete", "", start, start
+    t0 = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        x = _images(dataset, config.batch_size, run.rng, device)
+        loss, logs, out = model.loss(x, step)
+        if not math.isfinite(loss.item()):
+            status, message = "diverged", f"loss became {loss.item()} at step {step}; kept the checkpoint of step {last_good}"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        logs.update(model.auxiliary_step(out))
+        step += 1
+        for cb in callbacks:
+            cb.on_step(step=step, logs=logs)
+        if step % config.eval_every == 0 or step == config.steps:
+            run.history.append({"step": step, "train_loss": logs["loss"], **eval_record(model, x_eval)})
+            for cb in callbacks:
+                cb.on_eval(step=step, record=run.history[-1])
+        if cancel is not None and cancel.is_set():
+            status, message = "cancelled", f"cancelled at step {step}"
+            break
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            run.checkpoint(step, "running")
+            last_good = step
+
+    elapsed = time.perf_counter() - t0
+    final_step = last_good if status == "diverged" else step
+    run.checkpoint(final_step, status, message, weights=status != "diverged")  # a diverged run keeps its last good weights
+    run.record_speed(step - start, elapsed, device)
+    for cb in callbacks:
+        cb.on_end(status=status, message=message, step=final_step, run_dir=run_dir)
+    if status == "diverged":
+        model, _ = runs.load_run(run_dir, device)
+    return TrainResult(run_dir=run_dir, status=status, message=message, step=final_step, history=run.history, model=model)
+
+
+class TqdmCallback(Callback):
+    """A terminal progress bar for the CLI."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def on_start(self, *, run_dir, config, start_step):
+        from tqdm import tqdm
+
+        # Drawn only once training starts, so that a refusal before it (a run that cannot be resumed) prints one line.
+        self.bar = tqdm(total=self.total, initial=start_step, unit="step")
+
+    def on_step(self, *, step, logs):
+        self.bar.update(1)
+        if step % 10 == 0:
+            self.bar.set_postfix(loss=f"{logs['loss']:.1f}")
+
+    def on_eval(self, *, step, record):
+        tc = {code: history_tc(record, code) for code in ("mean", "sampled")}
+        self.bar.write(f"step {step}: recon {record['recon']:.2f} kl {record['kl']:.2f} Gaussian TC (n {record['tc_n']}) "
+                       f"mean {tc['mean'] or 0:.3f} sampled {tc['sampled'] or 0:.3f} active {record['active_dims']}")
+
+    def on_end(self, *, status, message, step, run_dir):
+        self.bar.close()

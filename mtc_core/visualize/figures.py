@@ -1,0 +1,181 @@
+"""Arrays -> PIL images and plotly figures, shared by the app and the CLI."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from mtc_core.metrics.activity import ACTIVITY_THRESHOLD, is_active
+from mtc_core.training.history import history_tc
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[..., C, H, W] floats in [0, 1] -> [..., H, W, C] uint8."""
+    arr = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    return np.moveaxis(np.rint(arr * 255).astype(np.uint8), -3, -1)
+
+
+def image_grid(images: np.ndarray, pad: int = 2, scale: int = 1) -> Image.Image:
+    """A grid picture of images [R, S, C, H, W] (rows x columns), white padding, upscaled by `scale`."""
+    assert images.ndim == 5, f"expected [rows, cols, C, H, W], got shape {images.shape}"
+    rows, cols, channels, h, w = images.shape
+    tiles = to_uint8(images)  # [R, S, H, W, C]
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, channels), 255, dtype=np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            canvas[y : y + h, x : x + w] = tiles[r, c]
+    picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def traversal_gif(images: np.ndarray, scale: int = 2, duration_ms: int = 120) -> bytes:
+    """Animated GIF of a traversal [L, S, C, H, W]: frame s shows every latent's column s, side by side,
+    played forwards then backwards."""
+    frames = [image_grid(images[:, s : s + 1].transpose(1, 0, 2, 3, 4), scale=scale) for s in range(images.shape[1])]
+    frames = frames + frames[-2:0:-1]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return buf.getvalue()
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- plotly figures (the app's charts)
+
+MEAN_COLOUR, SAMPLED_COLOUR = "#1f77b4", "#d62728"
+
+
+def correlations(codes: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix [D, D] of codes [N, D]; a constant latent gets NaN (no correlation is defined)."""
+    codes = np.asarray(codes, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.corrcoef(codes, rowvar=False).reshape(codes.shape[1], codes.shape[1])
+
+
+def correlation_heatmaps(mean_codes: np.ndarray, sampled_codes: np.ndarray) -> go.Figure:
+    """Correlation matrices of the mean codes and the sampled codes [N, D], side by side on one -1..1 colour scale."""
+    labels = [f"z{j}" for j in range(mean_codes.shape[1])]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean codes mu(x)", "sampled codes z = mu + sigma eps"),
+                        horizontal_spacing=0.08)
+    for col, codes in ((1, mean_codes), (2, sampled_codes)):
+        corr = correlations(codes)
+        fig.add_trace(go.Heatmap(z=corr, x=labels, y=labels, coloraxis="coloraxis", name="corr",
+                                 text=np.round(corr, 2), texttemplate="%{text}" if len(labels) <= 12 else None,
+                                 hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    fig.update_layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -1, "cmax": 1,
+                                 "colorbar": {"title": "corr"}}, height=460, margin={"t": 70, "b": 20})
+    return fig
+
+
+def activity_bars(var_mu: np.ndarray, mean_sigma2: np.ndarray, threshold: float = ACTIVITY_THRESHOLD) -> go.Figure:
+    """Per latent: Var_x(mu_j) against E_x[sigma_j^2] (log scale); active when Var(mu_j) > threshold (Burda et al. 2016)."""
+    labels = [f"z{j} ({'active' if active else 'passive'})" for j, active in enumerate(is_active(np.asarray(var_mu), threshold))]
+    fig = go.Figure([
+        go.Bar(x=labels, y=var_mu, name="Var(mu_j): signal", marker_color=MEAN_COLOUR),
+        go.Bar(x=labels, y=mean_sigma2, name="E[sigma_j^2]: posterior noise", marker_color=SAMPLED_COLOUR),
+    ])
+    # the threshold's name goes into the legend: an annotation on the line sits on top of some latent's bar
+    fig.add_hline(y=threshold, line_dash="dot", line_color="grey")
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name=f"active threshold: Var(mu_j) > {threshold}"))
+    fig.update_layout(barmode="group", yaxis={"type": "log", "title": "variance", "dtick": 1, "exponentformat": "power"},
+                      height=380, margin={"t": 30, "b": 20},
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def latent_pair_scatter(mean_codes: np.ndarray, sampled_codes: np.ndarray, i: int, j: int,
+                        colour: np.ndarray | None = None, colour_name: str = "", max_points: int = 2000,
+                        classes: list[str] | None = None) -> go.Figure:
+    """Latent z_i against z_j for the mean and the sampled codes [N, D], optionally coloured by a factor [N]: a colour
+    bar for an ordered factor, or one discrete colour per class with a legend when `classes` names them (class k is
+    factor value k, e.g. a shape)."""
+    n = min(len(mean_codes), max_points)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean codes", "sampled codes"), horizontal_spacing=0.08)
+    marker = {"size": 4, "opacity": 0.6}
+    if colour is not None and classes is not None:
+        values = np.asarray(colour)[:n]
+        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        for col, codes in ((1, mean_codes), (2, sampled_codes)):
+            for k, name in enumerate(classes):
+                rows = values == k
+                fig.add_trace(go.Scattergl(x=codes[:n][rows, i], y=codes[:n][rows, j], mode="markers", name=f"{colour_name} = {name}",
+                                           legendgroup=str(k), showlegend=col == 1,
+                                           marker={**marker, "color": palette[k % len(palette)]}), row=1, col=col)
+            fig.update_xaxes(title_text=f"z{i}", row=1, col=col)
+            fig.update_yaxes(title_text=f"z{j}", row=1, col=col)
+        fig.update_layout(height=420, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.2})
+        return fig
+    if colour is not None:
+        marker.update(color=np.asarray(colour)[:n], colorscale="Viridis", showscale=True, colorbar={"title": colour_name})
+    for col, codes, default in ((1, mean_codes, MEAN_COLOUR), (2, sampled_codes, SAMPLED_COLOUR)):
+        fig.add_trace(go.Scattergl(x=codes[:n, i], y=codes[:n, j], mode="markers", showlegend=False,
+                                   marker=marker if colour is not None else {**marker, "color": default}), row=1, col=col)
+        fig.update_xaxes(title_text=f"z{i}", row=1, col=col)
+        fig.update_yaxes(title_text=f"z{j}", row=1, col=col)
+    fig.update_layout(height=420, margin={"t": 70, "b": 20})
+    return fig
+
+
+def theorem_curves(rho: np.ndarray, mean_tc: np.ndarray, sampled_tc: np.ndarray, bound: float, marker_rho: float) -> go.Figure:
+    """TC of the equicorrelated means and of the sampled codes against rho, with the bound B(d, s) (docs/design.md, "The theorem")."""
+    fig = go.Figure([
+        go.Scatter(x=rho, y=mean_tc, name="TC of means", line={"color": MEAN_COLOUR}),
+        go.Scatter(x=rho, y=sampled_tc, name="TC of samples", line={"color": SAMPLED_COLOUR}),
+        go.Scatter(x=rho, y=np.full_like(rho, bound), name="bound B(d, s)", line={"color": "black", "dash": "dash"}),
+    ])
+    fig.add_vline(x=marker_rho, line_dash="dot", line_color="grey")
+    fig.update_layout(xaxis_title="rho (correlation of the means)", yaxis_title="total correlation (nats)",
+                      height=420, margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": 1.1})
+    return fig
+
+
+def mi_heatmaps(panels: dict[str, np.ndarray], factor_names: list[str]) -> go.Figure:
+    """Normalised MI matrices M[k, j] = I(z_j; v_k) / H(v_k), [K, D], one panel per title, on one 0..1 colour scale."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.04, shared_yaxes=True)
+    for col, m in enumerate(panels.values(), start=1):
+        m = np.asarray(m, dtype=np.float64)
+        fig.add_trace(go.Heatmap(z=m, x=[f"z{j}" for j in range(m.shape[1])], y=list(factor_names), coloraxis="coloraxis",
+                                 text=np.round(m, 2), texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_yaxes(automargin=True)
+    fig.update_layout(coloraxis={"colorscale": "Blues", "cmin": 0, "cmax": 1, "colorbar": {"title": "I / H"}},
+                      height=140 + 45 * len(factor_names), margin={"t": 70, "b": 20})
+    return fig
+
+
+def training_curves(history: list[dict]) -> go.Figure:
+    """The training loss (left), its reconstruction and KL terms (middle) and the TC of the mean vs the sampled codes
+    (right) against the step, from history records.
+
+    Both TCs are the Gaussian TC of the held-out batch (`train.eval_record`); a history written before the sampled
+    codes' TC was logged that way has the mean codes' curve only (`train.history_tc`)."""
+    steps = [r["step"] for r in history]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("training loss (nats)", "reconstruction and KL (nats, log scale)",
+                                                        "total correlation (nats)"), horizontal_spacing=0.07)
+    fig.add_trace(go.Scatter(x=steps, y=[r.get("train_loss") for r in history], name="train_loss", line={"color": "black"}), row=1, col=1)
+    for key, colour in (("recon", "#2ca02c"), ("kl", "#9467bd")):
+        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=2)
+    n = next((r["tc_n"] for r in reversed(history) if "tc_n" in r), None)
+    size = f", batch of {n}" if n else ""
+    for code, colour in (("mean", MEAN_COLOUR), ("sampled", SAMPLED_COLOUR)):
+        values = [history_tc(r, code) for r in history]
+        if any(v is not None for v in values):
+            fig.add_trace(go.Scatter(x=steps, y=values, name=f"TC {code} codes (Gaussian{size})", line={"color": colour}), row=1, col=3)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=360, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.25})
+    return fig
