@@ -156,7 +156,7 @@ ACTIVE = ("TC mean codes, active latents (Gaussian)", "TC sampled codes, active 
 
 def claims(table: list[dict]) -> list[str]:
     """The two statements of the issue, each with the numbers that decide it, on all latents and on the active
-    latents alone (DESIGN 1.4: where the disparity lives); models are compared within a dataset."""
+    latents alone (docs/design.md, "Active and passive latents": where the disparity lives); models are compared within a dataset."""
     lines = []
     penalised = [r for r in table if r["model"] in TC_PENALISED]
     for r in penalised:
@@ -234,12 +234,12 @@ def markdown(table: list[dict], settings: dict, command: str, models: list[dict]
              "Values are mean ± sd over seeds; a model with one seed shows its estimate with the 95% interval in brackets. "
              "TC in nats; recon = Bernoulli NLL per image (nats).", "",
              "## Total correlation", "",
-             f"`estimators.tc_report` on the {tc_settings.get('n', '?')} training points of the evaluation: the Gaussian TC "
+             f"`mtc_core.evaluation.tc_report` on the {tc_settings.get('n', '?')} training points of the evaluation: the Gaussian TC "
              f"over all of them (95% interval: {tc_settings.get('bootstrap', '?')} bootstrap resamples), the kNN TC as the "
              f"mean of {tc_settings.get('knn_batches', '?')} disjoint batches of {tc_settings.get('knn_points', '?')} distinct "
              "points, the same points for mean and sampled codes. Active latents: Var mu_j > "
              f"{tc_settings.get('active_threshold', '?')}; the Gaussian TC of all latents is exactly TC(active) + "
-             "TC(passive) + I(active; passive) (DESIGN 1.4), the third column.", "",
+             "TC(passive) + I(active; passive) (docs/design.md: Active and passive latents), the third column.", "",
              *rows(tc_columns), "",
              "## Disentanglement metrics", "", *rows(metric_columns), "",
              "## The claims", "", *[f"- {line}" for line in claims(table)], "",
