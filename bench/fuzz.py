@@ -1,11 +1,14 @@
 """Fuzz the CLI, the loaders and the estimators with generated bad inputs (issue 12).
 
-Seeded generators build hostile inputs of six kinds: command lines (every command, flags replaced by bad
-numbers, paths, extensions and cluster addresses), run folders (corrupted config.json, weights, history,
-metrics), dataset files (dSprites-format .npz: flipped bytes, truncation, forged headers, zip bombs, garbage),
-codes files (evaluate-codes), sweep specs (random YAML with tags, aliases, dates, deep nesting, mutated valid
-specs) and arrays for the estimators and metrics (NaN, inf, 1e308, subnormals, complex, wrong shapes, constant
-columns). Each input runs in a forked child with a per-input timeout and a memory limit, and is classified:
+Seeded generators build hostile inputs of seven kinds: command lines (every command, flags replaced by bad
+numbers, paths, extensions and cluster addresses; an evaluation batch no larger than the latent size, a sweep into
+another spec's folder), run folders (corrupted config.json, weights, history, metrics, a status of the wrong type,
+an oversized history; loaded, and listed and tabulated as the app's Models page does), zipped runs (members twice,
+an oversized history that compresses small, a wrong-type status, flipped bytes), dataset files (dSprites-format
+.npz: flipped bytes, truncation, forged headers, zip bombs, garbage), codes files (evaluate-codes), sweep specs
+(random YAML with tags, aliases, dates, deep nesting, mutated valid specs) and arrays for the estimators and metrics
+(NaN, inf, 1e308, subnormals, complex, wrong shapes, constant columns). Each input runs in a forked child with a
+per-input timeout and a memory limit, and is classified:
 
   refused    a clean refusal: ValueError (CheckpointError is one) from a library call, or exit code 2 with one
              'mtc_core CMD: error: ...' line and no traceback from the CLI
@@ -22,7 +25,7 @@ bench/fuzz_data.py (dataset and codes files, sweep specs, arrays). A few inputs 
 subprocesses. Prints counts per kind and the first examples
 of every failure; exit code 1 if any traceback, hang, crash or data loss was seen.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/fuzz.py              # ~900 inputs, about 2 minutes on one core
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fuzz.py              # ~1,100 inputs, about 3 minutes on one core
     OMP_NUM_THREADS=1 .venv/bin/python bench/fuzz.py --scale 3    # three times as many
 """
 
@@ -61,7 +64,7 @@ from mtc_core.data import DSpritesFile  # noqa: E402
 from mtc_core.training import sweep  # noqa: E402
 
 FAILURES = ("traceback", "hang", "crash", "data lost")
-COUNTS = {"cli": 200, "runs": 100, "datasets": 100, "codes": 50, "specs": 150, "arrays": 200}  # per --scale 1
+COUNTS = {"cli": 200, "runs": 100, "zips": 60, "datasets": 100, "codes": 50, "specs": 150, "arrays": 200}  # per --scale 1
 MEMORY_LIMIT = 3 * 2**30  # bytes of address space a child may add to the parent's
 
 # ---------------------------------------------------------------- running one input
@@ -144,6 +147,25 @@ def _non_finite(value) -> str:
     return ""
 
 
+def list_and_tabulate(folder: Path, good: Path) -> None:
+    """What the app does with a run folder: inspect it (services.run_listing), summarise it beside a good run
+    (services.run_tables) and convert the table as st.dataframe does, one type per column. A run the listing calls
+    broken is a refusal (ValueError with its reason); a table pyarrow cannot convert is a failure."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from services import run_listing, run_tables
+
+    _, problem = run_listing.inspect_run(folder)
+    entries = [run_listing.RunEntry(str(good), "good", "runs"), run_listing.RunEntry(str(folder), folder.name, "runs", problem=problem)]
+    try:
+        pa.Table.from_pandas(pd.DataFrame(run_tables.summaries(entries)))
+    except pa.ArrowException as e:  # ArrowInvalid is a ValueError: not a refusal here
+        raise RuntimeError(f"the runs table cannot be shown: {type(e).__name__}: {e}") from None
+    if problem is not None:
+        raise ValueError(problem)
+
+
 def call_cli(argv: list[str]) -> Callable[[], dict]:
     """mtc_core.cli.commands.main(argv) in-process; exit 2 must come with exactly one error line and no traceback."""
 
@@ -185,9 +207,30 @@ def preload() -> None:
     for name in ("mtc_core.training.trainer", "mtc_core.evaluation.scoring", "mtc_core.evaluation.claims", "mtc_core.runs.zoo",
                  "mtc_core.visualize.figures", "mtc_core.theory", "mtc_core.evaluation.codes_file", "mtc_core.evaluation.codes_analysis",
                  "mtc_core.evaluation.sweep_results", "mtc_core.metrics.disintegration", "PIL.Image", "ray",
-                 "sklearn.ensemble", "sklearn.linear_model", "tqdm"):
+                 "sklearn.ensemble", "sklearn.linear_model", "tqdm", "pandas", "pyarrow", "services.run_listing",
+                 "services.run_tables", "mtc_core.runs.zip_import"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+
+
+def run_folders(gen: Generator, ws: Workspace, rng: random.Random, plan: dict, record: Callable, timeout: float) -> None:
+    """The run-folder families: corrupted folders loaded, listed and tabulated, some evaluated or traversed; zipped
+    runs imported."""
+    from mtc_core.runs import zip_import
+
+    for _ in range(plan["runs"]):
+        folder, what = gen.run_folder()
+        record("runs", f"load_run({what})", run_isolated(call_library(lambda f=folder: mtc_io.load_run(f)), timeout))
+        record("runs", f"listed({what})", run_isolated(call_library(lambda f=folder: list_and_tabulate(f, ws.run)), timeout))
+        if rng.random() < 0.5:
+            argv = rng.choice([["evaluate", str(folder), "--num-train", "200", "--num-test", "100"],
+                               ["traverse", str(folder), "--png", str(gen.fresh(".png")), "--gif", str(gen.fresh(".gif"))]])
+            record("runs", f"{argv[0]} on a run with {what}", run_isolated(call_cli(argv), timeout))
+    for _ in range(plan["zips"]):
+        data, what = gen.run_zip()
+        name = gen.fresh().name
+        record("zips", f"import_run({what})", run_isolated(call_library(lambda d=data, n=name: zip_import.import_run(d, ws.imports, n)),
+                                                           timeout))
 
 
 def campaign(seed: int, scale: float, timeout: float, subprocesses: int, say=print) -> dict:
@@ -224,14 +267,8 @@ def campaign(seed: int, scale: float, timeout: float, subprocesses: int, say=pri
             argv = gen.cli()
             record("cli", " ".join(map(repr, argv)), run_isolated(call_cli(argv), timeout), output_files(argv))
         say(f"cli: {dict(results['cli'])} ({time.monotonic() - start:.0f} s)")
-        for _ in range(plan["runs"]):
-            folder, what = gen.run_folder()
-            record("runs", f"load_run({what})", run_isolated(call_library(lambda f=folder: mtc_io.load_run(f)), timeout))
-            if rng.random() < 0.5:
-                argv = rng.choice([["evaluate", str(folder), "--num-train", "200", "--num-test", "100"],
-                                   ["traverse", str(folder), "--png", str(gen.fresh(".png")), "--gif", str(gen.fresh(".gif"))]])
-                record("runs", f"{argv[0]} on a run with {what}", run_isolated(call_cli(argv), timeout))
-        say(f"runs: {dict(results['runs'])} ({time.monotonic() - start:.0f} s)")
+        run_folders(gen, ws, rng, plan, record, timeout)
+        say(f"runs: {dict(results['runs'])}, zips: {dict(results['zips'])} ({time.monotonic() - start:.0f} s)")
         for _ in range(plan["datasets"]):
             path, what = gen.npz_file(ws.sources / ws.dsprites.name, ".npz")
             record("datasets", f"DSpritesFile({what})", run_isolated(call_library(lambda p=path: DSpritesFile(p)), timeout))

@@ -61,7 +61,12 @@ class Workspace:
                              "seeds: [0]\nmodels: [{name: vae, params: {latent_dim: 2, hidden: 8}}]\n")
         self.file = root / "plain_file.txt"
         self.file.write_text("a file, not a folder")
-        self.protected = [self.run, self.zoo, self.dsprites, self.codes, self.spec, self.file]
+        self.other_sweep = root / "other_sweep"  # a sweep folder of another spec: `sweep --out` there is refused
+        self.other_sweep.mkdir()
+        mtc_io.write_json(self.other_sweep / "sweep.json", {"spec": {"dataset": {"name": "squares"}, "models": [{"name": "vae"}]},
+                                                            "command": "bench/fuzz.py", "runs": []})
+        self.imports = root / "imports"  # where zipped runs are imported
+        self.protected = [self.run, self.zoo, self.dsprites, self.codes, self.spec, self.file, self.other_sweep]
         self.sources = root / "sources"  # pristine copies the file mutations start from, out of the commands' reach
         self.sources.mkdir()
         for path in (self.dsprites, self.codes):
@@ -134,6 +139,8 @@ class Generator(DataCases):
             return self._mutate(argv, {"--d": BAD_NUMBERS[:12] + ["100000"], "--s": BAD_FLOATS, "--rho": BAD_FLOATS + ["0.999999", "1", "-1"]})
         if command == "sweep":
             argv = ["sweep", str(ws.spec), "--out", str(self.fresh()), "--address", "127.0.0.1:1"]
+            if r.random() < 0.15:  # a folder holding another spec's sweep.json
+                argv[argv.index("--out") + 1] = str(ws.other_sweep)
             return self._mutate(argv, {"--address": ["127.0.0.1:1", "bad address", "ray://", "host:0", "1.2.3.4:99999", "[::1]:1",
                                                      "localhost:1", "x" * 500, "ray://127.0.0.1:1"],
                                        "--only": ["zzz*", "[", "*" * 300], "--max-runs": BAD_NUMBERS, "--num-cpus": BAD_NUMBERS,
@@ -147,9 +154,12 @@ class Generator(DataCases):
             argv = ["train", "--out", str(self.fresh()), *TINY_TRAIN]
             return self._mutate(argv, {"--out": None, "--model": ["vae", "beta_tcvae", "nope", ""], "--dataset": [
                 "toy", "{bad", '{"name": "toy", "size": 1000000}', '{"name": "dsprites", "path": "/nope"}', "[]", "null", "shapes2d"],
-                "--steps": ["0", "-1", "abc", "1e5", "2"], "--lr": BAD_FLOATS, "--batch-size": ["0", "-1", "1", "abc", str(10**9)],
-                "--latent-dim": BAD_NUMBERS, "--hidden": ["0", "-1", str(10**9), "abc"], "--image-shape": ["1,64,64", "0,0,0", "a", "1"],
-                "--beta": BAD_FLOATS})
+                "--lr": BAD_FLOATS, "--batch-size": ["0", "-1", "1", "abc", str(10**9)],
+                "--latent-dim": BAD_NUMBERS + ["16", "64", "512"], "--hidden": ["0", "-1", str(10**9), "abc"],
+                "--image-shape": ["1,64,64", "0,0,0", "a", "1"], "--beta": BAD_FLOATS,
+                # an evaluation batch no larger than the latent size (3 here): its Gaussian TC is infinite
+                "--eval-size": ["3", "2", "4", "1", "0"], "--eval-every": ["1", "0"],
+                "--steps": ["0", "-1", "abc", "1e5", "2"]})
         if command == "zoo-add":
             argv = ["zoo-add", str(ws.run), "--name", "added", "--label", "fuzz", "--zoo", str(self.fresh())]
             return self._mutate(argv, {"--name": ["index.json", "..", ".hidden", "a/b", "", "x" * 300, "good"], "--label": ["", " "],
@@ -184,7 +194,7 @@ class Generator(DataCases):
         copy = self.fresh()
         shutil.copytree(self.ws.run, copy)
         what = r.choice(["config_value", "config_field", "config_bytes", "weights_truncate", "weights_flip", "weights_header",
-                         "history", "metrics", "missing_file"])
+                         "history", "metrics", "missing_file", "run_state", "history_size"])
         config_path, weights = copy / mtc_io.CONFIG, copy / mtc_io.WEIGHTS
         if what == "config_value":
             config_path.write_text(json.dumps(r.choice([[1, 2], "x", None, 3, {}, {"model": None}, [[[[[]]]]]])))
@@ -227,8 +237,54 @@ class Generator(DataCases):
             weights.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + length:])
         elif what == "history":
             (copy / mtc_io.HISTORY).write_bytes(r.choice([b"\xff\xfe\n", b"[1,2]\n", b"{\n", b"null\n" * 10]))
+        elif what == "run_state":  # what a listing shows: a status or step of the wrong type or value
+            config = json.loads(config_path.read_text())
+            config[r.choice(["status", "step"])] = r.choice([5, 2.5, None, True, "finished", "", ["complete"], {"a": 1}, -3, "12"])
+            config_path.write_text(json.dumps(config))
+        elif what == "history_size":  # over runs.MAX_HISTORY_BYTES (sparse: no disk used)
+            with open(copy / mtc_io.HISTORY, "wb") as f:
+                f.truncate(mtc_io.MAX_HISTORY_BYTES + r.choice([1, 10**6]))
         elif what == "metrics":
             (copy / mtc_io.METRICS).write_text(r.choice(["[]", "null", "{", '{"evaluation": [1]}']))
         else:
             (copy / r.choice([mtc_io.CONFIG, mtc_io.WEIGHTS])).unlink()
         return copy, what
+
+    # zipped runs -----------------------------------------------
+
+    def run_zip(self) -> tuple[bytes, str]:
+        """A zip of the victim run made hostile: members twice (the last one broken), an oversized history that
+        compresses small, a status of the wrong type, or a valid archive with one member mutated."""
+        import warnings
+        import zipfile
+
+        r, run = self.rng, self.ws.run
+        members = {name: (run / name).read_bytes() for name in (mtc_io.CONFIG, mtc_io.WEIGHTS, mtc_io.HISTORY, mtc_io.METRICS)
+                   if (run / name).is_file()}
+        prefix = r.choice(["", "run/"])
+        what = r.choice(["duplicate", "history_size", "status", "member", "valid"])
+        entries = [(prefix + name, data) for name, data in members.items()]
+        if what == "duplicate":
+            name = r.choice(list(members))
+            spelled = r.choice([prefix + name, f"./{prefix}{name}", prefix.replace("/", "//") + name if prefix else name])
+            entries.append((spelled, r.choice([b"", b"{", b"\x80\x04", members[name][: len(members[name]) // 2]])))
+        elif what == "history_size":
+            record = members[mtc_io.HISTORY].splitlines()[-1] + b"\n"
+            size = r.choice([mtc_io.MAX_IMPORTED_HISTORY_BYTES + 1, 20_000_000, 60_000_000])
+            entries = [e for e in entries if not e[0].endswith(mtc_io.HISTORY)] + [(prefix + mtc_io.HISTORY, record * (size // len(record) + 1))]
+        elif what == "status":
+            config = json.loads(members[mtc_io.CONFIG])
+            config[r.choice(["status", "step"])] = r.choice([5, None, "finished", ["complete"], {"a": 1}, -1, 2.5])
+            entries = [(prefix + mtc_io.CONFIG, json.dumps(config).encode()) if e[0].endswith(mtc_io.CONFIG) else e for e in entries]
+        elif what == "member":
+            at = r.randrange(len(entries))
+            data = bytearray(entries[at][1])
+            for _ in range(r.randint(1, 10)):
+                data[r.randrange(len(data))] = r.randint(0, 255)
+            entries[at] = (entries[at][0], bytes(data))
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            warnings.simplefilter("ignore")  # zipfile warns of a duplicate name
+            for name, data in entries:
+                archive.writestr(name, data)
+        return buffer.getvalue(), what

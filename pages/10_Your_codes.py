@@ -4,7 +4,7 @@ import streamlit as st
 
 from mtc_core.evaluation import codes_file
 from services import run_listing
-from ui import codes, layout
+from ui import codes, guard, layout
 
 layout.page("Your codes")
 
@@ -39,8 +39,9 @@ if data is not None:
 if loaded is not None:
     if upload is not None:
         with st.expander("Keep this code set under your runs folder", icon=":material/save:"):
+            guard.note("Keeping")
             st.text_input("Name", key=codes.KEEP_NAME)
-            st.button("Keep", key="codes_keep", on_click=codes.keep_upload)
+            st.button("Keep", key="codes_keep", on_click=codes.keep_upload, disabled=guard.read_only())
     codes.show(codes.analysed_codes(key, loaded), codes.training_points(key, loaded), loaded.factor_names, key="codes")
 elif data is None:
     st.info("Upload a codes file to explore it.")
@@ -50,7 +51,8 @@ st.subheader("Import a run folder")
 st.caption(f"A .zip of a run directory of this project (model.safetensors + config.json, optionally metrics.json and "
            f"history.jsonl) joins your runs in `{run_listing.runs_dir()}` and the model picker. It is checked exactly as a run "
            "is loaded; weights are safetensors only, and an existing run is never replaced.")
+guard.note("Importing")
 archive = st.file_uploader("Run archive (.zip)", type=["zip"], key=codes.ARCHIVE, on_change=codes.suggest_name,
-                           args=(codes.ARCHIVE, codes.RUN_NAME, ".zip"))
+                           args=(codes.ARCHIVE, codes.RUN_NAME, ".zip"), disabled=guard.read_only())
 st.text_input("Run name", key=codes.RUN_NAME)
-st.button("Import run", key="codes_import", disabled=archive is None, on_click=codes.import_upload)
+st.button("Import run", key="codes_import", disabled=archive is None or guard.read_only(), on_click=codes.import_upload)

@@ -8,7 +8,7 @@ import streamlit as st
 from mtc_core import runs
 from mtc_core.visualize import figures
 from services import run_listing, run_tables
-from ui import layout, widgets
+from ui import guard, layout, widgets
 
 layout.page("Models")
 
@@ -66,9 +66,12 @@ if not run_listing.is_user_run(path):
     st.caption("Zoo models are read-only.")
     st.stop()
 with st.expander("Delete this run", icon=":material/delete:"):
-    confirm = st.checkbox(f"Yes, delete {Path(path).name} and its files permanently", key="models_delete_confirm")
-    if st.button("Delete run", key="models_delete", disabled=not confirm, type="primary"):
+    guard.note("Deleting")
+    confirm = st.checkbox(f"Yes, delete {Path(path).name} and its files permanently", key="models_delete_confirm",
+                          disabled=guard.read_only())
+    if st.button("Delete run", key="models_delete", disabled=not confirm or guard.read_only(), type="primary"):
         try:
+            guard.check("delete")  # again here: a disabled button is no guarantee
             run_listing.delete_run(path)
         except ValueError as error:
             st.error(str(error))

@@ -1,13 +1,17 @@
 """Mean vs sampled TC: the same model's mean codes and sampled codes, side by side."""
 
+import math
+
 import pandas as pd
 import streamlit as st
 
-from mtc_core.evaluation import tc_report
+from mtc_core.evaluation import tc_report, thresholds
+from mtc_core.metrics.activity import ACTIVITY_THRESHOLD
 from mtc_core.visualize import figures
 from ui import cache, layout, widgets
 
 layout.page("Mean vs sampled TC")
+threshold, activity = ACTIVITY_THRESHOLD, None  # the activity cut shown, and the report's curve over cuts (when it has one)
 
 st.title("Mean vs sampled total correlation")
 st.markdown(
@@ -34,37 +38,57 @@ if result is not None:
     if len(tc["active"]) + len(tc["passive"]) < 2:
         st.warning("Fewer than two mean latents vary: total correlation is not defined for this model.")
         st.stop()
-    mc = tc["sampled"].get("dataset_mc", {})
     widgets.table(widgets.tc_estimates(tc), key="mvs_tc", file_name="tc_estimates.csv")
     st.caption(f"From {source}. Mean and sampled codes are scored by the same estimator on the same points. The Gaussian "
                "formula sees only linear dependence; kNN also sees nonlinear dependence. The minibatch estimators (MSS, MWS) "
                "that beta-TCVAE and RTC-VAE optimise are training signals, biased when the batch is far smaller than the "
                "dataset (MSS reads negative), so they are not shown; `docs/estimators.md` gives every estimator's bias at "
                "the sizes used.")
-    st.caption("The dataset Monte-Carlo estimate is the TC of the mixture of the N posteriors, which reads above the "
-               "TC of q(z) at finite N: +0.34 nats at N = 2,000 and +0.12 at N = 10,000 on independent codes with "
-               "posterior variance 0.5 (`docs/estimators.md`), more where posteriors are narrow.")
-    if mc and mc.get("converged") is False:
-        st.caption(f"The dataset Monte-Carlo estimate still changes with N (on half the points: {mc['half_n']:.3f}): "
-                   "where posteriors are narrow next to the spacing of the points, the N-point mixture is spikier than "
-                   "q(z), so this value lies above the TC of q(z). Read it as an upper estimate.")
+    if (note := tc_report.mixture_note(tc)) is not None:
+        st.caption(note)
     if tc["dropped"]:
         st.warning(f"Mean latents {', '.join(f'z{j}' for j in tc['dropped'])} are exactly constant; "
                    "every TC is computed over the other latents.")
 
     st.subheader("Where the TC lives")
+    activity = thresholds.activity(tc)
+    shown = None  # the split at the cut picked below, read from the report's activity curve
+    if activity is not None:
+        options, default = activity["curve"]["thresholds"], activity["threshold"]
+        threshold = st.select_slider(
+            "Activity cut: a latent is active when Var(mu_j) > t", options=options,
+            value=min(options, key=lambda t: abs(math.log(t / default))), key="mvs_threshold",
+            format_func=lambda t: f"{t:.2g}" + (" (chosen from the data)" if math.isclose(t, default) else ""))
+        shown = thresholds.split_at(tc, threshold)
+        stable = activity.get("stable")
+        st.caption(f"The cut {default:.3g} was chosen from the data: {activity['rule']}. "
+                   + (f"Every cut from {stable[0]:.2g} to {stable[1]:.2g} gives the same active set. " if stable else "")
+                   + "Where a latent counts as active is an analysis choice; the curve below shows the split over the "
+                   "whole range (docs/design.md, \"Conclusions that survive the analysis choices\").")
+    else:
+        threshold = settings["active_threshold"]
+        st.caption("This TC report has no activity curve (it was made before there was one; `python -m mtc_core evaluate` "
+                   "makes a new report), so the split is shown at its one cut only.")
+    active, passive = (shown["active"], shown["passive"]) if shown else (tc["active"], tc["passive"])
     st.markdown(
-        f"Active latents (Var mu_j > {settings['active_threshold']}): "
-        f"{', '.join(f'z{j}' for j in tc['active']) or 'none'}; passive: {', '.join(f'z{j}' for j in tc['passive']) or 'none'}. "
+        f"Active latents (Var mu_j > {threshold:.3g}): "
+        f"{', '.join(f'z{j}' for j in active) or 'none'}; passive: {', '.join(f'z{j}' for j in passive) or 'none'}. "
         "The Gaussian TC splits exactly into TC(active) + TC(passive) + I(active; passive), the last being "
         "1/2 (log det R_AA + log det R_PP - log det R)."
     )
     parts = {"all": "all latents", "active": "among active latents", "passive": "among passive latents",
              "between": "between active and passive, I(A; P)"}
-    split = pd.DataFrame([{"part": label, **{f"{code} codes": tc_report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")}}
+    if shown is None or shown["at_default"]:  # the report's own split, each value with its interval
+        cells = {part: {code: tc_report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")} for part in parts}
+    else:  # another active set: the curve's point estimates
+        cells = {part: {code: f"{shown[code][part]:.3f}" for code in ("mean", "sampled")} for part in parts}
+        st.caption("At this cut the active set differs from the one at the cut chosen from the data: the values are the "
+                   "curve's bias-corrected point estimates (intervals are computed at the chosen cut only).")
+    split = pd.DataFrame([{"part": label, **{f"{code} codes": cells[part][code] for code in ("mean", "sampled")}}
                           for part, label in parts.items()])
     widgets.table(split, key="mvs_split", file_name="tc_split.csv")
-    total, between = tc_report.value(tc, "mean", "gaussian"), tc_report.value(tc, "mean", "gaussian", part="between")
+    total = tc_report.value(tc, "mean", "gaussian")
+    between = shown["mean"]["between"] if shown else tc_report.value(tc, "mean", "gaussian", part="between")
     if total and between is not None and total > 0.05:
         st.caption(f"{between / total:.0%} of this model's mean-code TC lies between active and passive latents: passive "
                    "latents whose tiny means copy active ones. Their samples are almost pure noise, which is why the "
@@ -73,8 +97,14 @@ if result is not None:
 st.subheader("Active and passive latents")
 act = widgets.needing_codes(path, lambda: cache.activity(path), key="mvs_act_wait")
 if act is not None:
-    widgets.plotly_chart(figures.activity_bars(act["var_mu"], act["mean_sigma2"]), key="mvs_activity")
+    widgets.plotly_chart(figures.activity_bars(act["var_mu"], act["mean_sigma2"], threshold=threshold), key="mvs_activity")
     st.caption(f"From {act['source']}.")
+if activity is not None:
+    st.markdown("**The split over the activity cut**")
+    widgets.plotly_chart(figures.activity_curves(activity, chosen=threshold), key="mvs_curve")
+    st.caption("Each point: the Gaussian TC split at that cut (bias-corrected point estimates). Hover for the number of "
+               "active latents. A claim about \"the active latents\" means something only where the active set does not "
+               "move: the shaded range.")
 
 st.subheader("Correlation matrices")
 codes = widgets.wait(cache.codes(path), key="mvs_codes_wait")

@@ -4,7 +4,8 @@ to download for a paper."""
 import pandas as pd
 import streamlit as st
 
-from mtc_core.visualize import charts
+from mtc_core.evaluation import thresholds
+from mtc_core.visualize import charts, figures
 from services import run_listing, run_tables
 from ui import cache, layout, widgets
 
@@ -72,6 +73,20 @@ summary = pd.DataFrame([{
 } for g in groups])
 st.subheader("Per configuration (mean ± sd over seeds)")
 widgets.table(summary, key="cmp_summary", file_name=f"compare_{dataset}_{estimator}.csv")
+curves = thresholds.configuration_curves(rows)
+if curves:
+    st.subheader("Over the activity cut")
+    for curve in curves:
+        curve["label"] = charts.short_name(curve["label"], dataset)
+    widgets.plotly_chart(figures.active_tc_curves(curves), key="cmp_active_curves")
+    st.caption("The mean codes' Gaussian TC among the active latents as the cut between active and passive latents moves "
+               "(Var(mu_j) > t; bias-corrected point estimates), one line per configuration: the mean over its seeds, each "
+               "seed faint, each seed's cut chosen from the data as a circle. Where a line jumps, a latent crosses the cut: "
+               "a claim about \"the active latents\" holds only where it does not move.")
+left_out = len({r["group"] for r in rows}) - len(curves)
+if left_out:
+    st.caption(f"{left_out} configuration(s) have a TC report without an activity curve (made before there was one) and "
+               "are not in this chart; `python -m mtc_core evaluate` makes a new report.")
 st.subheader("Per run")
 widgets.table(cache.comparison(rows), key="cmp_table", file_name=f"compare_{dataset}_runs.csv")
 

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from mtc_core.models import MODELS
+from mtc_core.training import defaults
 from services import core_share, run_listing, training_queue
 from ui import layout, train_view
 
@@ -18,7 +19,7 @@ st.caption(f"Runs are saved under `{run_listing.runs_dir()}`. Training runs in t
               "pages, so the pages stay responsive."))
 
 names = list(MODELS)
-model_name = st.selectbox("Model", names, index=names.index("beta_tcvae"), key="train_model")
+model_name = st.selectbox("Model", names, index=names.index(defaults.default("model")), key="train_model")  # the CLI's default
 if model_name == "rtc_vae":
     st.caption("RTC-VAE here is our reconstruction of Cheng et al.'s remedy (their exact loss is not available): "
                "beta-TCVAE plus lambda_t times a TC penalty on the batch of mean codes.")
@@ -28,8 +29,7 @@ if running >= training_queue.MAX_CONCURRENT:
     st.warning(f"Busy: {running} training(s) running on this server and {queued} queued; a new one waits its turn.")
 
 config = train_view.config_form(model_name)
-if config is not None:
-    train_view.start(config)
+if config is not None and train_view.start(config) is not None:
     st.rerun()  # draw the fresh form (a second click on the used one starts nothing) and the new job's progress
 train_view.interrupted_panel()
 train_view.progress_panel()

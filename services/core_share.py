@@ -3,9 +3,10 @@ cores that nothing else needs, and is told its new part whenever that changes (s
 
 Alone, a training uses every core, as the CLI does; beside a second each gets half; one core fewer while the server
 computes something for a page (services.background); and fewer by the cores other programs kept busy over the last
-REBALANCE_S, measured from /proc/stat less this server's and its trainings' own CPU time. Torch threads that wait for a
-preempted one lose far more than the core they lack (bench/RESULTS.md: 10-50x slower), so the share never counts a
-busy core as free. MTC_TRAIN_THREADS fixes the count instead.
+REBALANCE_S, measured from /proc/stat less this server's and its trainings' own CPU time. The measuring and the count
+live in mtc_core.training.cores, which the command line's `train` asks too. Torch threads that wait for a preempted one
+lose far more than the core they lack (bench/RESULTS.md: 10-50x slower), so the share never counts a busy core as free.
+MTC_TRAIN_THREADS fixes the count instead.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from mtc_core.training import cores
 from services import background
 
-CORES = os.cpu_count() or 1
+CORES = cores.CORES
 # torch threads per training when fixed (env MTC_TRAIN_THREADS); 0: the cores shared by the trainings running at once
 # (more threads than cores slow every one of them down)
 TRAIN_THREADS = max(0, int(os.environ.get("MTC_TRAIN_THREADS", "0") or 0))
@@ -56,8 +57,7 @@ def share(running: int, computing: bool | None = None, others: float | None = No
         computing = background.computing()
     if others is None:
         others = other_load()
-    free = CORES - (1 if computing else 0) - round(others)
-    return max(1, free // max(1, running))
+    return cores.free_threads(CORES, others, running, computing)
 
 
 _others = 0.0  # cores other programs kept busy over the last REBALANCE_S (measured by _watch_load)
@@ -69,33 +69,9 @@ def other_load() -> float:
     return _others
 
 
-def busy_ticks(stat: str) -> int:
-    """Busy CPU time of the whole machine, in clock ticks, from the text of /proc/stat (all but idle and iowait)."""
-    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0) - sum(fields[8:])  # guest time is in user
-
-
-def process_ticks(stat: str) -> int:
-    """utime + stime of one process, in clock ticks, from the text of /proc/<pid>/stat."""
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": the name may hold spaces
-    return int(fields[11]) + int(fields[12])
-
-
 def _ticks() -> tuple[int, int] | None:
     """(the machine's busy ticks, this server's and its trainings' ticks); None without /proc."""
-    try:
-        machine = busy_ticks(Path("/proc/stat").read_text())
-    except (OSError, ValueError, IndexError):
-        return None
-    ours = 0
-    for pid in [os.getpid(), *_follow.training_pids()]:
-        try:
-            ours += process_ticks(Path(f"/proc/{pid}/stat").read_text())
-        except (OSError, ValueError, IndexError):
-            pass  # a training that just ended
-    return machine, ours
-
-
+    return cores.ticks([os.getpid(), *_follow.training_pids()])
 
 
 _restart = threading.Event()
@@ -119,7 +95,7 @@ def _watch_load() -> None:
     """Every REBALANCE_S while trainings run: measure the cores other programs kept busy, and give the trainings their
     new share. With none running it waits for the next one to start."""
     global _others
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    hz = cores.clock_hz()
     last, then = None, time.monotonic()
     while True:
         idle = not _follow.training_pids()
@@ -132,6 +108,6 @@ def _watch_load() -> None:
         if now is not None and last is not None:
             # a training that ended since `last` takes its ticks with it: the difference then counts them as others',
             # for one period at most
-            _others = max(0.0, ((now[0] - last[0]) - (now[1] - last[1])) / hz / (at - then))
+            _others = cores.other_load(last, now, at - then, hz)
         last, then = now, at
         _follow.rebalance()

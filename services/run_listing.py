@@ -24,13 +24,13 @@ from mtc_core import runs
 from mtc_core.data import DATASETS, make_dataset
 from mtc_core.evaluation.seeds import configuration_key, group_label
 from mtc_core.models import FAMILIES, MODELS
-from mtc_core.runs import zoo
+from mtc_core.runs import checkpoint, zoo
 from mtc_core.training.trainer import resolve_device
 from services import training_queue
 
 REPO = Path(__file__).resolve().parent.parent
 FINISHED = ("complete",)  # what Compare and the overview count unless asked for more
-UNFINISHED = ("cancelled", "diverged", "running", "interrupted")
+UNFINISHED = ("cancelled", "diverged", "failed", "running", "interrupted")
 
 
 def zoo_dir() -> Path:
@@ -71,6 +71,7 @@ def _inspect(path: str, stamp: tuple) -> tuple[dict | None, str | None]:
     header's tensors against the model (a meta model per run, ~0.1 s) is left to loading (`cache.model`)."""
     try:
         config = runs.read_run_config(path)
+        runs.check_run_state(config, Path(path) / runs.CONFIG)  # a status or step a table cannot show: broken, with why
         model_cfg = runs.model_config(config, Path(path) / runs.CONFIG)
         runs.read_safetensors_header(Path(path) / runs.WEIGHTS)
         if not isinstance(config.get("dataset"), dict):
@@ -172,9 +173,10 @@ def broken_runs() -> list[RunEntry]:
 
 
 def interrupted_runs() -> list[RunEntry]:
-    """The user's runs marked running in config.json that no training of this server is writing: their process died
-    (a server restart, a kill). They can be resumed from their last checkpoint."""
-    return [e for e in user_runs() if e.status == "interrupted"]
+    """The user's runs that stopped without finishing and can be resumed from their last checkpoint: those marked
+    running in config.json that no training of this server is writing (their process died: a server restart, a
+    kill), and those marked failed (the trainer died of an error, config.json's message says which) that kept one."""
+    return [e for e in user_runs() if e.status == "interrupted" or (e.status == "failed" and checkpoint.has_checkpoint(e.path))]
 
 
 def short_label(path: str | Path) -> str:

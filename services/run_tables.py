@@ -74,7 +74,9 @@ def flatten_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:
             row[f"{estimator}_tc 95% CI ({code})"] = tc_report.describe(tc, code, estimator)
     for part in ("active", "passive", "between"):
         row[f"gaussian_tc {part} (mean)"] = tc_report.value(tc, "mean", "gaussian", part)
-    row["dataset_mc_tc (sampled)"] = tc_report.value(tc, "sampled", "dataset_mc")
+    row["dataset_mc_tc upper estimate of the mixture's TC (not a peer)"] = (
+        tc_report.value(tc, "mixture", "dataset_mc") if tc_report.value(tc, "mixture", "dataset_mc") is not None
+        else tc_report.value(tc, "sampled", "dataset_mc"))
     for rep in ("mean", "sampled"):
         scores = evaluation.get(rep)
         for name, value in (scores.items() if isinstance(scores, dict) else ()):
@@ -102,11 +104,11 @@ def run_summary(path: str | Path) -> dict[str, Any]:
         raise runs.CheckpointError(problem)
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     params = config["model"].get("params", {})
-    try:
-        history, history_note = runs.read_history(path), None
+    try:  # the last record only, read from the file's end: a table of every run reads no whole history
+        last, history_note = runs.last_history_record(path), None
     except (ValueError, OSError) as error:
-        history, history_note = [], f"unreadable: {error}"
-    last = (history or [{}])[-1]
+        last, history_note = None, f"unreadable: {error}"
+    history, last = last is not None, last or {}
     row = {
         "run": path.name,
         "model": config["model"]["name"],
@@ -114,7 +116,7 @@ def run_summary(path: str | Path) -> dict[str, Any]:
         "latent_dim": params.get("latent_dim"),
         "steps": config.get("step", train.get("steps")),
         "status": config.get("status"),
-        **{k: last.get(k) for k in HEADLINE_KEYS},
+        **{k: last.get(k) if _is_number(last.get(k)) else None for k in HEADLINE_KEYS},  # one type per column
     }
     if history_note:
         row["history"] = history_note

@@ -17,6 +17,7 @@ as the same trainings one after another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -118,6 +119,9 @@ class TrainingJob:
                 outcome = self._follow(command)
             finally:
                 _release_slot(self)
+                if outcome[0] == "failed" and self.resume_dir is None and self.run_dir is not None:
+                    with contextlib.suppress(OSError):  # the folder new_run_dir made, when the training kept nothing in it
+                        self.run_dir.rmdir()
                 self.state, self.message = outcome  # done only once its slot is free
         except Exception as error:  # the worker must report, never die silently
             self.state, self.message = "failed", f"{type(error).__name__}: {error}"

@@ -304,8 +304,11 @@ def test_heatmaps_are_the_correlations_of_the_codes(app_dirs):
     z = mu + np.exp(0.5 * logvar) * np.random.default_rng([0, 1]).standard_normal(mu.shape)  # the page's draw
     report = tc_report.tc_report(mu, logvar, z, seed=0)
     gaussian = table.iloc[0]
-    assert gaussian["mean codes"].startswith(f"{estimators.gaussian_tc(np.cov(mu, rowvar=False)):.3f} [")
-    assert gaussian["sampled codes"].startswith(f"{estimators.gaussian_tc(np.cov(z, rowvar=False)):.3f} [")
+    n, d = mu.shape  # the plug-in Gaussian TC less its small-sample bias, as the report says
+    for column, codes in (("mean codes", mu), ("sampled codes", z)):
+        corrected = max(estimators.gaussian_tc(np.cov(codes, rowvar=False)) - estimators.gaussian_tc_bias(n, d), 0.0)
+        assert gaussian[column].startswith(f"{corrected:.3f} [")
+        assert gaussian[column] == report_describe(report, column.split()[0], "gaussian")
     assert table.iloc[1]["mean codes"] == report_describe(report, "mean", "knn")
     assert any("computed here on" in c.value for c in at.caption)
     split = frame(at, "part").set_index("part")
@@ -322,6 +325,67 @@ def test_a_stored_evaluation_is_read_not_recomputed(zoo_dirs):
     bars = next(s for s in plotly_specs(at) if s["data"][0]["type"] == "bar")["data"]
     np.testing.assert_allclose(array(bars[0]["y"]), stored["activity"]["var_mu"])
     settle(at)
+
+
+def evaluation_with_curve(curve: bool = True) -> dict:
+    """A stored evaluation of the tiny run (4 latents) whose TC report has an activity curve (tc_report's shape): z2, with
+    Var(mu) 0.02, is active at the cut chosen from the data (0.01) and passive from 0.02 on; z3 is passive throughout."""
+    from mtc_core.metrics.activity import curve_thresholds, stable_range
+
+    var_mu, chosen = [1.0, 0.8, 0.02, 1e-4], 0.01
+    grid = curve_thresholds(chosen)
+
+    def parts(count: int) -> dict:  # all = active + passive + between
+        return {"mean": {"all": 0.9, **({"active": 0.6, "passive": 0.0, "between": 0.3} if count == 3 else
+                                         {"active": 0.05, "passive": 0.02, "between": 0.83})},
+                "sampled": {"all": 0.02, **({"active": 0.015, "passive": 0.0, "between": 0.005} if count == 3 else
+                                            {"active": 0.01, "passive": 0.001, "between": 0.009})}}
+
+    counts = [sum(v > t for v in var_mu) for t in grid]
+    split = {code: {part: _entry(v) for part, v in values.items()} for code, values in parts(3).items()}
+    tc = {"mean": {"gaussian": split["mean"]["all"], "knn": _entry(1.5)}, "sampled": {"gaussian": split["sampled"]["all"], "knn": _entry(0.2)},
+          "split": split, "active": [0, 1, 2], "passive": [3], "dropped": [],
+          "settings": {"n": 1000, "seed": 0, "bootstrap": 200, "active_threshold": chosen}}
+    if curve:
+        tc["activity"] = {"var_mu": var_mu, "threshold": chosen, "rule": "the widest gap in log Var(mu_j)",
+                          "curve": {"thresholds": grid, "active_count": counts,
+                                    **{code: {part: [parts(c)[code][part] for c in counts] for part in ("all", "active", "passive", "between")}
+                                       for code in ("mean", "sampled")}},
+                          "stable": stable_range(var_mu, chosen, grid)}
+    return {"tc": tc, "mean": {"mig": 0.1}, "sampled": {"mig": 0.05}, "recon": 40.0,
+            "activity": {"var_mu": var_mu, "mean_sigma2": [0.1, 0.2, 0.9, 1.0], "kl": [2.0, 1.5, 0.1, 0.0], "active_latents": 3}}
+
+
+def test_the_activity_cut_moves_the_split(app_dirs):
+    """Mean vs sampled TC: the split of the Gaussian TC, the active latents named and the activity bars' line follow the
+    cut picked on the report's activity curve; the cut chosen from the data is preselected."""
+    store(app_dirs["runs"] / "tiny", evaluation_with_curve())
+    at = open_page("Mean vs sampled TC")
+    cut = at.select_slider(key="mvs_threshold")
+    assert cut.value == 0.01 and len(cut.options) == 13  # the log-spaced grid holds 0.01 already
+    split = frame(at, "part").set_index("part")
+    assert split.loc["among active latents", "mean codes"] == "0.600 [0.590, 0.610]"  # the report's own split, with intervals
+    assert any("Var mu_j > 0.01): z0, z1, z2; passive: z3" in m.value for m in at.markdown)
+    shapes = lambda: next(s for s in plotly_specs(at) if s["data"][0]["type"] == "bar")["layout"]["shapes"]  # noqa: E731
+    assert shapes()[0]["y0"] == 0.01
+    curve = next(s for s in plotly_specs(at) if any(t.get("name") == "mean codes, among active latents" for t in s["data"]))
+    assert array(next(t for t in curve["data"] if t.get("name") == "mean codes, among active latents")["y"]).max() == 0.6
+
+    cut.set_value(10 ** -1.5).run()  # above z2's Var(mu) = 0.02: z2 turns passive
+    split = frame(at, "part").set_index("part")
+    assert split.loc["among active latents", "mean codes"] == "0.050"  # the curve's point estimate at that cut
+    assert split.loc["between active and passive, I(A; P)", "mean codes"] == "0.830"
+    assert split.loc["among active latents", "sampled codes"] == "0.010"
+    assert any("Var mu_j > 0.0316): z0, z1; passive: z2, z3" in m.value for m in at.markdown)
+    assert shapes()[0]["y0"] == pytest.approx(10 ** -1.5)
+
+
+def test_a_report_without_an_activity_curve_shows_its_one_split(app_dirs):
+    store(app_dirs["runs"] / "tiny", evaluation_with_curve(curve=False))
+    at = open_page("Mean vs sampled TC")
+    assert not at.get("select_slider") and not at.exception
+    assert any("no activity curve" in c.value for c in at.caption)
+    assert frame(at, "part").set_index("part").loc["among active latents", "mean codes"] == "0.600 [0.590, 0.610]"
 
 
 def _slow(task, release):
@@ -714,6 +778,39 @@ def test_an_interrupted_run_is_resumed_exactly(app_dirs, one_thread):
     assert not at.get("button") or not any((b.key or "").startswith("train_resume") for b in at.get("button"))
 
 
+class Fails(Callback):
+    """An error inside the training (a full disk, a bug) at a step: the trainer marks the run "failed"."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_step(self, *, step, logs):
+        if step == self.at_step:
+            raise OSError(28, "No space left on device", "history.jsonl")
+
+
+def test_a_failed_run_is_listed_as_failed_and_resumed_exactly(app_dirs, one_thread):
+    config = tiny_config(steps=40, checkpoint_every=10, num_threads=1)
+    failed = app_dirs["runs"] / "failed"
+    with pytest.raises(OSError, match="No space left on device; the run stays at its last checkpoint"):
+        train(config, failed, callbacks=[Fails(25)], command="pytest: a run whose disk filled up")
+    assert runs.read_json(failed / runs.CONFIG)["status"] == "failed"
+    whole = train(config, app_dirs["runs"].parent / "whole", command="pytest: the same run on a disk with space")
+
+    at = open_page("Train")
+    assert "(failed)" in " ".join(at_options(at))
+    assert any("*failed* at the checkpoint of step 20 / 40: history.jsonl: No space left on device" in m.value for m in at.markdown)
+    at.button(key="train_resume_failed").click().run()
+    jobs = my_jobs(at)
+    assert len(jobs) == 1 and jobs[0].resume_dir == failed
+    wait_for_jobs(at, jobs)
+    assert jobs[0].state == "complete", jobs[0].message
+    resumed, config_json = runs.load_run(failed)
+    assert config_json["status"] == "complete"
+    for name, tensor in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+
+
 def test_train_form_reports_values_out_of_bounds(app_dirs):
     at = open_page("Train")
     at.number_input(key="train_steps").set_value(0)
@@ -781,11 +878,7 @@ def test_trainings_share_the_cores(tmp_path, monkeypatch):
 
 
 def test_cpu_time_is_read_from_proc():
-    # /proc/stat: user nice system idle iowait irq softirq steal guest guest_nice; busy = all but idle and iowait (guest
-    # time is already in user)
-    assert core_share.busy_ticks("cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 3 0\n") == 161
-    # /proc/<pid>/stat: utime and stime are fields 14 and 15, counted after a name that may hold spaces and brackets
-    assert core_share.process_ticks("4242 (my (odd) name) R 1 2 3 4 5 6 7 8 9 10 111 222 0 0 20 0 1 0 5") == 333
+    # the server's and its trainings' time (the reading of /proc's text: tests/test_cores.py)
     if Path("/proc/stat").is_file():  # this machine's: busy time only grows, and this process's is part of it
         first = core_share._ticks()
         sum(i * i for i in range(300_000))

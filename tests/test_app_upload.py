@@ -173,3 +173,29 @@ def test_the_page_without_a_file_says_what_to_do(dirs):
     at = open_page()
     assert any("Upload a codes file" in i.value for i in at.info) and not at.error
     assert json.loads(json.dumps(at.radio(key="codes_source").options)) == ["Upload a file"]
+
+
+def test_a_full_disk_is_a_message_for_keep_and_import_and_leaves_nothing(dirs, good_codes, tiny_run, monkeypatch, disk_full):
+    # both showed an OSError [Errno 28] traceback
+    at = upload(open_page(), "codes_upload", "mine.npz", good_codes)
+    at.text_input(key="codes_keep_name").set_value("my-vae").run()
+    disk_full()
+    at.button(key="codes_keep").click().run()
+    disk_full.off()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"Not kept: {dirs['runs'] / 'codes' / 'my-vae.npz'}: No space left on device"]
+    assert list((dirs["runs"] / "codes").iterdir()) == []
+
+    def full_open(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            raise OSError(28, "No space left on device")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zip_import, "open", full_open, raising=False)
+    at = upload(open_page(), "codes_import_zip", "tiny-run.zip", zip_run(tiny_run))
+    at.button(key="codes_import").click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    member = error.removeprefix("Not imported: ").removesuffix(": No space left on device")
+    assert error.startswith("Not imported: ") and member in zip_import.LIMITS, error  # the run's file that did not fit
+    assert sorted(p.name for p in dirs["runs"].iterdir()) == ["codes"]  # no run, no hidden temporary folder

@@ -267,3 +267,86 @@ def test_an_existing_run_is_never_overwritten_without_the_flag(tmp_path, tiny_ru
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
         train(_config(), tmp_path / "file")
+
+
+def _cli(argv, capsys):
+    from mtc_core.cli.commands import main
+
+    code = main(argv)
+    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if ": error: " in line]
+    return code, err
+
+
+def test_a_disk_full_mid_run_marks_it_failed_at_its_checkpoint_and_it_resumes_exactly(tmp_path, uninterrupted, disk_full):
+    class FullAt12(Callback):
+        def on_step(self, *, step, logs):
+            if step == 12:
+                disk_full()  # every write from now on: the checkpoint of step 15 fails
+
+    with pytest.raises(OSError) as error:
+        train(_config(), tmp_path / "run", callbacks=[FullAt12()])
+    assert runs.error_text(error.value).endswith("No space left on device; the run stays at its last checkpoint (step 10): "
+                                                 "resume it once there is space")
+    disk_full.off()
+    config = runs.read_json(tmp_path / "run" / runs.CONFIG)
+    # the disk stayed full, so the trainer could not write "failed" either: the run says "running" (the app lists it
+    # as interrupted, nothing trains it) at its checkpoint of step 10, and resumes from there
+    assert config["status"] == "running" and config["step"] == 10
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temporary file, no lock
+    _assert_same_run(train(_config(), tmp_path / "run", resume=True), uninterrupted["beta_vae"])
+
+
+def test_a_full_disk_refuses_train_in_one_line_then_resume_works(tmp_path, uninterrupted, disk_full, capsys, monkeypatch):
+    flags = ["--steps", "20", "--batch-size", "8", "--lr", "1e-3", "--eval-every", "5", "--eval-size", "8", "--checkpoint-every",
+             "5", "--latent-dim", "2", "--hidden", "8", "--device", "cpu", "--model", "beta_vae", "--dataset", "toy"]
+    out = tmp_path / "run"
+    disk_full(runs.CONFIG)  # the first config.json: the first checkpoint never completes
+    code, err = _cli(["train", "--out", str(out), *flags], capsys)
+    assert code == 2 and err == [f"mtc_core train: error: {out / runs.CONFIG}: No space left on device; nothing of the run "
+                                 f"was kept: start it again once there is space"]
+    assert not out.exists()
+    # a later checkpoint's config.json (step 10) finds the disk full, the small "failed" one after it goes through
+    real = runs.write_json
+
+    def write_json(path, obj):
+        if path.name == runs.CONFIG and obj.get("step") == 10 and obj.get("status") == "running":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, obj)
+
+    disk_full.off()
+    monkeypatch.setattr(runs, "write_json", write_json)
+    code, err = _cli(["train", "--out", str(out), *flags], capsys)
+    assert code == 2 and err == [f"mtc_core train: error: {out / runs.CONFIG}: No space left on device; the run stays at its "
+                                 f"last checkpoint (step 5): resume it once there is space"]
+    config = runs.read_json(out / runs.CONFIG)
+    assert (config["status"], config["step"]) == ("failed", 5) and config["message"].endswith("No space left on device")
+    monkeypatch.setattr(runs, "write_json", real)
+    code, err = _cli(["train", "--out", str(out), "--resume", *flags], capsys)
+    assert code == 0 and err == []
+    loaded, config = runs.load_run(out)
+    assert config["status"] == "complete" and runs.read_history(out) == uninterrupted["beta_vae"][1]
+    for name, t in uninterrupted["beta_vae"][0].items():
+        assert torch.equal(loaded.state_dict()[name], t), name
+
+
+def test_a_real_full_file_system_then_space_freed(small_disk, capsys):
+    """A 20 MB tmpfs: conv64 on Shapes2D writes a 3 MB checkpoint at step 0 (no Adam moments yet) and a 9 MB one later."""
+    flags = ["--dataset", "shapes2d", "--steps", "2", "--eval-every", "1", "--eval-size", "16", "--batch-size", "8", "--device", "cpu"]
+    out = small_disk / "run"
+    small_disk.leave(4_000_000)  # the step-0 checkpoint fits, its weights do not
+    code, err = _cli(["train", "--out", str(out), *flags], capsys)
+    assert code == 2 and err == [f"mtc_core train: error: {out / runs.WEIGHTS}: No space left on device; nothing of the run was "
+                                 f"kept: start it again once there is space"]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no run folder, no temporary file
+    small_disk.leave(10_000_000)  # step 0 fits whole; the last checkpoint (9 MB beside the old one) does not
+    code, err = _cli(["train", "--out", str(out), *flags], capsys)
+    assert code == 2 and err == [f"mtc_core train: error: {out / ckpt.CHECKPOINT}: No space left on device; the run stays at "
+                                 f"its last checkpoint (step 0): resume it once there is space"]
+    config = runs.read_json(out / runs.CONFIG)
+    assert (config["status"], config["step"]) == ("failed", 0)
+    assert sorted(p.name for p in out.iterdir()) == sorted([ckpt.CHECKPOINT, runs.CONFIG, runs.HISTORY, runs.WEIGHTS])
+    code, err = _cli(["train", "--out", str(out), "--resume", *flags], capsys)
+    assert code == 2 and "No space left on device" in err[0]  # still full: refused again the same way, nothing lost
+    small_disk.free()
+    code, err = _cli(["train", "--out", str(out), "--resume", *flags], capsys)
+    assert code == 0 and err == [] and runs.load_run(out)[1]["status"] == "complete"

@@ -25,6 +25,27 @@ def test_train_traverse_roundtrip(tmp_path, capsys):
     assert anim.is_animated and anim.n_frames == 8  # 5 steps forward, 3 back
 
 
+def test_train_takes_the_cores_other_programs_leave_free(tmp_path, capsys, monkeypatch):
+    """As the app gives a training that runs alone: every free core, a core other programs keep busy is not free
+    (measured from /proc while the config is checked; tests/test_cores.py fakes /proc), --num-threads fixes the count.
+    It says what it chose, and the config records no thread count it did not get."""
+    import torch
+
+    from mtc_core.training import cores
+
+    tiny = ["--steps", "2", "--batch-size", "8", "--eval-size", "8", "--latent-dim", "2", "--hidden", "8", "--device", "cpu"]
+    monkeypatch.setattr(cores, "CORES", 2)
+    monkeypatch.setattr(cores.LoadProbe, "others", lambda self: 1.2)
+    assert main(["train", "--out", str(tmp_path / "busy"), *tiny]) == 0
+    assert "threads: 1 (1 of 2 cores busy with other programs)" in capsys.readouterr().out.splitlines()
+    assert torch.get_num_threads() == 1 and runs.read_json(tmp_path / "busy" / runs.CONFIG)["train"]["num_threads"] == 0
+    monkeypatch.setattr(cores.LoadProbe, "others", lambda self: 0.1)
+    assert main(["train", "--out", str(tmp_path / "free"), *tiny]) == 0
+    assert "threads: 2 of 2 cores free" in capsys.readouterr().out.splitlines() and torch.get_num_threads() == 2
+    assert main(["train", "--out", str(tmp_path / "fixed"), "--num-threads", "1", *tiny]) == 0
+    assert "threads: 1 (--num-threads)" in capsys.readouterr().out.splitlines() and torch.get_num_threads() == 1
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--out", "x", "--steps", "abc"], "--steps"),
     (["train", "--out", "x", "--model", "nope"], "unknown model"),

@@ -214,3 +214,21 @@ def test_the_fuzz_script_finds_nothing_on_a_small_campaign():
     report = fuzz.campaign(seed=5, scale=0.025, timeout=60, subprocesses=0, say=lambda *_: None)
     total = sum(report["results"].values(), start=Counter())
     assert total["refused"] > 10 and not any(total[kind] for kind in fuzz.FAILURES), dict(report["examples"])
+
+
+def test_evaluate_and_zoo_add_on_a_full_disk_are_one_line_and_leave_nothing(files, tmp_path, capsys, disk_full):
+    run = tmp_path / "run"
+    shutil.copytree(files / "run", run)
+    zoo_dir = tmp_path / "zoo"
+    before = snapshot(run)
+    disk_full()
+    assert main(["evaluate", str(run), "--num-train", "200", "--num-test", "100"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"mtc_core evaluate: error: {run / runs.METRICS}: No space left on device"
+    assert main(["zoo-add", str(run), "--name", "full", "--label", "full", "--zoo", str(zoo_dir)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mtc_core zoo-add: error: ") and line.endswith(f"/{runs.WEIGHTS}: No space left on device")
+    disk_full.off()
+    assert snapshot(run) == before and [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+    assert list(zoo_dir.iterdir()) == []  # no half-written model, no hidden temporary folder
+    assert main(["zoo-add", str(run), "--name", "full", "--label", "full", "--zoo", str(zoo_dir)]) == 0
+    assert zoo.read_index(zoo_dir)[0]["label"] == "full"

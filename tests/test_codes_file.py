@@ -136,10 +136,40 @@ def test_a_member_whose_header_claims_more_data_than_it_holds_is_refused(arrays)
         load_codes(buffer.getvalue())
 
 
-def test_too_many_distinct_factor_values_are_refused(rng):
+def test_a_continuous_factor_is_refused_in_one_line_before_any_fitting(rng):
+    # 600 distinct values fitted for 33 s, then refused with a list of 600 class ids; now: at once, in one line
+    n = 900
+    factors = np.column_stack([rng.integers(0, 3, n), rng.permutation(np.arange(n) % 600) / 7.0])
+    data = npz_bytes(mean=rng.normal(size=(n, 3)), logvar=rng.normal(-2, 0.5, size=(n, 3)), factors=factors,
+                     factor_names=np.array(["shape", "x"]))
+    with pytest.raises(ValueError) as refused:
+        load_codes(data)
+    assert str(refused.value) == ("factor 'x' (column 1) has 600 distinct values; factors are integer classes or values on a "
+                                  "grid of at most 100 levels: bin it first (np.digitize)")
+    binned = np.digitize(factors[:, 1], np.quantile(factors[:, 1], np.linspace(0, 1, 11)[1:-1]))
+    codes = validate(rng.normal(size=(n, 3)), rng.normal(size=(n, 3)), factors=np.column_stack([factors[:, 0], binned]))
+    assert codes.factors[:, 1].max() == 9
     n = codes_file.MAX_CLASSES + 1
-    with pytest.raises(ValueError, match=r"factor 'x' \(column 0\) has 1,001 distinct values, over 1,000"):
+    with pytest.raises(ValueError, match=r"factor 'x' \(column 0\) has 101 distinct values; .* at most 100 levels"):
         validate(rng.normal(size=(n, 2)), rng.normal(size=(n, 2)), factors=rng.normal(size=(n, 1)), factor_names=np.array(["x"]))
+    validate(rng.normal(size=(n, 2)), rng.normal(size=(n, 2)), factors=np.arange(n)[:, None] % 100)  # 100 levels: read
+
+
+def test_classes_missing_from_one_side_of_the_split_are_refused_before_any_fitting(rng, monkeypatch):
+    import time
+
+    from mtc_core.evaluation import codes_analysis
+
+    n = 300  # 90 classes over 300 points: a random 2:1 split leaves some out of the 100 held-out points
+    fitted = []
+    monkeypatch.setattr(codes_analysis, "score_points", lambda *a, **k: fitted.append(1))
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as refused:
+        codes_analysis.analyse_codes(rng.normal(size=(n, 3)), rng.normal(-2, 0.5, size=(n, 3)),
+                                     factors=np.column_stack([np.arange(n) % 90, np.arange(n) % 2]), factor_names=np.array(["x", "y"]))
+    message = str(refused.value)
+    assert message.startswith("factor 'x': ") and "classes occur only among the training or only among the held-out points" in message
+    assert "\n" not in message and len(message) < 300 and fitted == [] and time.perf_counter() - start < 5
 
 
 # The layouts the README's recipes write; each must load as the recipe says.
@@ -181,3 +211,16 @@ def test_keep_writes_validated_bytes_once(tmp_path, arrays):
     with pytest.raises(ValueError, match="NaN"):
         codes_file.keep(npz_bytes(mean=arrays["mean"] * np.nan, logvar=arrays["logvar"]), tmp_path / "codes", "other")
     assert path.read_bytes() == data and sorted(p.name for p in (tmp_path / "codes").iterdir()) == ["mine.npz"]
+
+
+def test_keep_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, arrays, disk_full):
+    data = npz_bytes(**arrays)
+    disk_full()
+    with pytest.raises(OSError) as error:
+        codes_file.keep(data, tmp_path / "codes", "mine")
+    from mtc_core import runs
+
+    assert runs.error_text(error.value) == f"{tmp_path / 'codes' / 'mine.npz'}: No space left on device"
+    assert list((tmp_path / "codes").iterdir()) == []  # the half-written temporary file is gone
+    disk_full.off()
+    assert codes_file.keep(data, tmp_path / "codes", "mine").read_bytes() == data

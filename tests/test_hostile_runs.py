@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,32 @@ def test_cli_overwrite_replaces_only_the_run(cli_run, tmp_path, capsys):
     assert runs.read_json(run / runs.CONFIG)["model"]["name"] == "vae" and (run / "notes.txt").read_text() == "mine"
     assert main(["train", "--model", "vae", "--out", str(run), *TINY_FLAGS[:1], "12", *TINY_FLAGS[2:], "--resume"]) == 0
     assert runs.read_json(run / runs.CONFIG)["step"] == 12
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("status", 5, "status 5 is not one of running, complete, cancelled, diverged, failed"),
+    ("status", {"a": 1}, "status {'a': 1} is not one of running, complete, cancelled, diverged, failed"),
+    ("status", "finished", "status 'finished' is not one of running, complete, cancelled, diverged, failed"),
+    ("step", "20", "step '20' is not an integer >= 0"),
+    ("step", True, "step True is not an integer >= 0"),
+])
+def test_a_run_state_of_the_wrong_type_is_a_broken_run_with_its_reason(tiny_run, tmp_path, monkeypatch, field, value, reason):
+    # a run listing table built a DataFrame of mixed types: a pyarrow traceback in the server log
+    import pandas as pd
+    import pyarrow as pa
+
+    from services import run_listing, run_tables
+
+    monkeypatch.setenv("MTC_RUNS_DIR", str(tmp_path))
+    for name in ("good", "odd"):
+        shutil.copytree(tiny_run, tmp_path / name)
+    config = runs.read_json(tmp_path / "odd" / runs.CONFIG)
+    runs.write_json(tmp_path / "odd" / runs.CONFIG, {**config, field: value})
+    [broken] = run_listing.broken_runs()
+    assert broken.path == str((tmp_path / "odd").resolve()) and broken.problem == f"{tmp_path.resolve() / 'odd' / runs.CONFIG}: {reason}"
+    usable = [e for e in run_listing.user_runs() if e.problem is None]
+    assert [Path(e.path).name for e in usable] == ["good"]
+    table = pd.DataFrame(run_tables.summaries(run_listing.user_runs()))  # the broken run's row says why, in text
+    pa.Table.from_pandas(table)  # what st.dataframe does: one type per column
+    assert table.set_index("run").loc["odd", "status"].startswith("unreadable: ")
+    runs.load_run(tmp_path / "odd")  # the model itself still loads: only what a listing shows is refused

@@ -319,3 +319,79 @@ def test_a_broken_history_is_a_checkpoint_error(run, content, match):
     (path / runs.HISTORY).write_bytes(content)
     with pytest.raises(runs.CheckpointError, match=match):
         runs.read_history(path)
+
+
+def test_safetensors_leftovers_are_removed_when_stale_and_young_ones_kept(run, tmp_path, tiny_run):
+    # safetensors' own save_file wrote through Rust's tempfile (`.tmp` + 6 letters), as large as the file; a writer
+    # killed then left it (22.7 MB seen after a sweep resume)
+    _, path = run
+    stale, young = path / ".tmpAb3xZ9", path / ".tmpQq81mk"
+    for p in (stale, young):
+        p.write_bytes(b"\0" * 1000)
+    old = time.time() - runs.STALE_TMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    (path / ".tmpnotours.txt").write_text("not a temporary name")
+    runs.load_run(path)
+    assert not stale.exists() and young.exists() and (path / ".tmpnotours.txt").exists()
+    # a resume owns the folder (its lock is held): whatever temporary file it finds is a dead writer's
+    from mtc_core.training.trainer import TrainConfig, train
+
+    resumable = tmp_path / "resumable"
+    shutil.copytree(tiny_run, resumable)
+    (resumable / ".tmpZZ12ab").write_bytes(b"\0" * 1000)
+    config = TrainConfig.from_dict(runs.read_json(resumable / runs.CONFIG)["train"])
+    train(config, resumable, resume=True)
+    assert not (resumable / ".tmpZZ12ab").exists()
+
+
+def test_weights_are_written_through_our_own_temporary_file_only(run, monkeypatch):
+    model, path = run
+    seen = []
+    real = os.replace
+
+    def replace(src, dst):
+        seen.append(sorted(p.name for p in path.iterdir() if p.name.startswith(".")))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    runs.save_weights(model, path / runs.WEIGHTS)
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith(".model.safetensors.") and seen[0][0].endswith(".tmp")
+    monkeypatch.undo()
+    loaded, _ = runs.load_run(path)
+    for name, t in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], t), name
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(run, disk_full):
+    model, path = run
+    before = {name: (path / name).read_bytes() for name in (runs.CONFIG, runs.WEIGHTS, runs.HISTORY)}
+    disk_full()
+    for write, name in ((lambda: runs.write_json(path / runs.CONFIG, {"x": 1}), runs.CONFIG),
+                        (lambda: runs.save_weights(model, path / runs.WEIGHTS), runs.WEIGHTS),
+                        (lambda: runs.write_history(path, [{"step": 2}]), runs.HISTORY)):
+        with pytest.raises(OSError) as error:
+            write()
+        assert runs.is_disk_full(error.value) and runs.error_text(error.value) == f"{path / name}: No space left on device"
+    assert {name: (path / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in path.iterdir()) == sorted([runs.CONFIG, runs.WEIGHTS, runs.HISTORY, runs.METRICS])
+
+
+def test_history_is_read_line_by_line_within_its_bound(run, monkeypatch):
+    _, path = run
+    records = [{"step": i, "recon": 1.5 * i} for i in range(1, 2001)]
+    runs.write_history(path, records)
+    assert runs.read_history(path) == records and next(runs.iter_history(path)) == records[0]
+    assert runs.last_history_record(path) == records[-1]
+    assert runs.last_history_record(path, chunk=7) == records[-1]  # a last line longer than a chunk
+    (path / runs.HISTORY).write_bytes(b'{"step": 1}\n\n{"step": 2}\n\n  \n')
+    assert runs.last_history_record(path) == {"step": 2}
+    (path / runs.HISTORY).write_bytes(b"")
+    assert runs.last_history_record(path) is None and runs.read_history(path) == []
+    (path / runs.HISTORY).write_bytes(b'{"step": 1}\n[2]\n')
+    with pytest.raises(runs.CheckpointError, match="last line: expected a JSON object"):
+        runs.last_history_record(path)
+    monkeypatch.setattr(runs.files, "MAX_HISTORY_BYTES", 100)
+    runs.write_history(path, records[:10])
+    for read in (runs.read_history, runs.last_history_record):
+        with pytest.raises(runs.CheckpointError, match=r"history.jsonl: \d+ bytes, over the limit of 100 for a run's history"):
+            read(path)

@@ -1,10 +1,12 @@
 import shutil
 
+import numpy as np
 import pytest
 
 from mtc_core import runs
 from mtc_core.cli.commands import main
-from mtc_core.evaluation import claims
+from mtc_core.evaluation import claims, thresholds
+from mtc_core.metrics.activity import curve_thresholds, stable_range
 from mtc_core.runs import zoo
 
 
@@ -26,13 +28,16 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
             "--num-train", "300", "--num-test", "200"]
     assert main(argv) == 0
     text = (tmp_path / "R.md").read_text()
-    row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE |")]
+    row = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE |") and " / " not in line]  # not the curve table
     per_seed = [line for line in text.splitlines() if line.startswith("| tiny beta-VAE, seed ")]
     assert "## Every model, every seed" in text and len(per_seed) == 2 and all(" [" in line for line in per_seed)
     assert len(row) == 2 and all("±" in r for r in row)  # two seeds, one row in each table (TC, metrics), mean ± sd
     assert all(r.startswith("| tiny beta-VAE | 2 |") for r in row)  # the row is labelled without the first seed's number
     assert "## Total correlation" in text and "batches of" in text  # the TC table says how it was estimated
     assert (tmp_path / "fig" / "tc_mean_vs_sampled.png").stat().st_size > 1000
+    if "activity" in runs.read_json(two_seed_zoo / "m-seed0" / runs.METRICS)["evaluation"]["tc"]:  # a report with its curve
+        assert "## Over the activity cut" in text and (tmp_path / "fig" / "activity_curves.png").stat().st_size > 1000
+    assert "-0.000" not in text
     stored = runs.read_json(two_seed_zoo / "m-seed0" / runs.METRICS)["evaluation"]
     assert stored["settings"]["num_train"] == 300
     stamp = (two_seed_zoo / "m-seed0" / runs.METRICS).stat().st_mtime_ns
@@ -42,24 +47,136 @@ def test_reproduce_evaluates_once_and_aggregates_seeds(two_seed_zoo, tmp_path, c
     assert (two_seed_zoo / "m-seed0" / runs.METRICS).stat().st_mtime_ns == stamp
 
 
-def _row(label, model, mean_tc, sampled_tc, recon):
-    row = {"label": label, "model": model, "dataset": "toy", "seeds": 1}
-    row.update({c[0]: (None, None) for c in claims.COLUMNS})
-    row.update({"TC mean codes (Gaussian)": (mean_tc, None), "TC sampled codes (Gaussian)": (sampled_tc, None), "recon": (recon, None)})
-    return row
+N = 10_000
+
+
+def _entry(v: float, half: float = 0.005) -> dict:
+    """A report entry with a 95% interval of +- half, its lower end clipped at 0 as tc_report does."""
+    entry = {"value": v, "ci": [max(v - half, 0.0), v + half], "n": N}
+    return entry | ({"ci_clipped": True} if v - half < 0 else {})
+
+
+def _report(var_mu: list[float], threshold: float, parts, knn: float | None = None, half: float = 0.005) -> dict:
+    """A TC report in tc_report's shape whose Gaussian split depends on the active set only, through
+    `parts(number of active latents) -> {"mean": {part: v}, "sampled": {part: v}}`, with its activity curve."""
+    grid = curve_thresholds(threshold)
+    counts = [int((np.asarray(var_mu) > t).sum()) for t in grid]
+    at = parts(int((np.asarray(var_mu) > threshold).sum()))
+    split = {code: {p: _entry(at[code].get(p, 0.0), half) for p in ("all", "active", "passive", "between")} for code in ("mean", "sampled")}
+    active = [j for j, v in enumerate(var_mu) if v > threshold]
+    return {"mean": {"gaussian": split["mean"]["all"], **({"knn": _entry(knn, 0.1)} if knn is not None else {})},
+            "sampled": {"gaussian": split["sampled"]["all"]}, "split": split, "dropped": [],
+            "active": active, "passive": [j for j in range(len(var_mu)) if j not in active],
+            "settings": {"n": N, "active_threshold": threshold},
+            "activity": {"var_mu": list(var_mu), "threshold": threshold, "rule": "a test's rule",
+                         "curve": {"thresholds": grid, "active_count": counts,
+                                   **{code: {p: [parts(c)[code].get(p, 0.0) for c in counts] for p in ("all", "active", "passive", "between")}
+                                      for code in ("mean", "sampled")}},
+                         "stable": stable_range(var_mu, threshold, grid)}}
+
+
+def _flat(mean: float, sampled: float, knn: float | None = None, active: float | None = None, sampled_active: float | None = None):
+    """parts(): the same split at every cut (all latents, and among the active ones)."""
+    return lambda count: {"mean": {"all": mean, "active": mean if active is None else active},
+                          "sampled": {"all": sampled, "active": sampled if sampled_active is None else sampled_active}}
+
+
+STEADY = [1.0, 1.0, 1e-4]  # two active latents at every cut of the curve: stable over 0.001..0.1
+
+
+def _run(seed: int, mean: float, sampled: float, recon: float, knn: float | None = None, **split) -> dict:
+    return {"seed": seed, "tc": _report(STEADY, 0.01, _flat(mean, sampled, knn, **split), knn=knn), "recon": recon}
+
+
+def _config(label: str, model: str, runs: list[dict], dataset: str = "toy") -> dict:
+    row = {"label": label, "model": model, "dataset": dataset, "seeds": len(runs), "runs": runs}
+    return row | {c[0]: (None, None) for c in claims.COLUMNS}
 
 
 def test_claims_decide_with_the_numbers():
-    table = [_row("tcvae", "beta_tcvae", 1.0, 0.01, 100.0), _row("fvae", "factor_vae", 0.6, 0.02, 100.0),
-             _row("rtc good", "rtc_vae", 0.2, 0.01, 109.0), _row("rtc blurry", "rtc_vae", 0.1, 0.01, 115.0),
-             _row("rtc weak", "rtc_vae", 0.4, 0.01, 90.0)]
+    table = [_config("tcvae", "beta_tcvae", [_run(0, 1.0, 0.01, 100.0)]), _config("fvae", "factor_vae", [_run(0, 0.6, 0.02, 100.0)]),
+             _config("rtc good", "rtc_vae", [_run(0, 0.2, 0.01, 109.0)]), _config("rtc blurry", "rtc_vae", [_run(0, 0.1, 0.01, 115.0)]),
+             _config("rtc weak", "rtc_vae", [_run(0, 0.4, 0.01, 90.0)])]
     lines = claims.claims(table)
-    assert lines[0].startswith("(1) tcvae, all latents") and lines[0].endswith("holds (criterion: sampled < 0.1 nats and mean > 3x sampled).")
-    verdicts = {line.split(":")[0]: "does not hold" not in line for line in lines[2:]}
-    assert verdicts == {"(2) rtc good, all latents": True, "(2) rtc blurry, all latents": False, "(2) rtc weak, all latents": False}
-    other = {**_row("rtc elsewhere", "rtc_vae", 0.01, 0.01, 50.0), "dataset": "shapes2d"}  # no rival on its dataset
-    assert claims.claims([*table[:2], other])[-1].endswith("does not hold (criterion: >= 2x lower mean TC and a "
-                                                              "reconstruction error at most 10% above theirs, against both).")
+    assert lines[0] == "(1) tcvae [seed 0; Gaussian TC], all latents: holds: seed 0: sampled 0.010, mean 1.000 (100.0x)."
+    assert lines[1].startswith("(1) tcvae [seed 0; Gaussian TC], active latents: holds on the active latents (cuts 0.001 to 0.1, "
+                               "where every seed's active set is stable)")
+    verdicts = {line.split(" [")[0]: line.split(": ")[1] for line in lines if "Gaussian TC of the means, all latents" in line}
+    assert verdicts == {"(2) rtc good": "holds", "(2) rtc blurry": "does not hold", "(2) rtc weak": "does not hold"}
+    other = _config("rtc elsewhere", "rtc_vae", [_run(0, 0.01, 0.01, 50.0)], dataset="shapes2d")  # no rival on its dataset
+    assert claims.claims([*table[:2], other])[-1] == "(2) rtc elsewhere: not judged: no beta-TCVAE or FactorVAE on shapes2d to compare with."
+
+
+def test_a_claim_that_holds_for_some_seeds_only_is_mixed():
+    tcvae = _config("tcvae", "beta_tcvae", [_run(0, 1.0, 0.01, 100.0), _run(1, 0.2, 0.09, 90.0)])
+    line = claims.claims([tcvae])[0]
+    assert line == ("(1) tcvae [seeds 0, 1; Gaussian TC], all latents: mixed: seed 0: sampled 0.010, mean 1.000 (100.0x); "
+                    "seed 1: sampled 0.090, mean 0.200 (2.2x).")
+    # claim 2 pair by pair: RTC-VAE's 0.1 and 0.3 (recon 95, 99) against 1.0 and 0.2 (recon 100, 90)
+    rtc = _config("rtc", "rtc_vae", [_run(0, 0.1, 0.01, 95.0), _run(1, 0.3, 0.01, 99.0)])
+    line = next(c for c in claims.claims([tcvae, rtc]) if c.startswith("(2) rtc [seeds 0, 1; against tcvae], Gaussian TC of the means, all"))
+    # pairs: 1.0 / 0.1 = 10x at -5%, 1.0 / 0.3 = 3.3x at -1%, 0.2 / 0.1 = 2.0x at +5.6% hold; 0.2 / 0.3 (1.5x higher) does not
+    assert "mean TC 0.600 -> 0.200 (3.0x lower), reconstruction +2.1%" in line
+    assert "per seed (in seed order) 1.000, 0.200 -> 0.100, 0.300" in line
+    assert "worst pair of seeds: 1.5x higher, reconstruction +10.0% (3 of 4 pairs hold)" in line and ": mixed: vs tcvae: mixed" in line
+
+
+def test_two_values_below_resolution_are_not_divided():
+    # FactorVAE's active latents: mean and sampled TC both within their intervals of 0 (lower ends clipped at 0)
+    fvae = _config("fvae", "factor_vae", [_run(0, 1.8, 0.006, 70.0, active=0.0, sampled_active=0.002)])
+    one = claims.claims([fvae])
+    assert one[1].endswith("seed 0: sampled 0.002, mean 0.000 (both below resolution).") and "1.0x" not in one[1]
+    assert one[1].startswith("(1) fvae [seed 0; Gaussian TC], active latents: does not hold on the active latents")
+    rtc = _config("rtc", "rtc_vae", [_run(0, 0.05, 0.01, 69.0, active=0.003)])
+    two = next(c for c in claims.claims([fvae, rtc]) if "active latents" in c and c.startswith("(2)"))
+    assert "mean TC among active latents 0.000 -> 0.003 (both below resolution)" in two and "x higher" not in two
+    assert ": does not hold:" in two
+
+
+def test_claim_two_is_judged_on_the_knn_tc_too_and_a_disagreement_is_said():
+    tcvae = _config("tcvae", "beta_tcvae", [_run(0, 1.1, 0.02, 70.0, knn=4.6)])
+    rtc = _config("rtc", "rtc_vae", [_run(0, 0.05, 0.01, 68.0, knn=4.8)])
+    lines = claims.claims([tcvae, rtc])
+    gaussian = next(c for c in lines if "Gaussian TC of the means, all latents" in c)
+    knn = next(c for c in lines if "kNN TC of the means, all latents" in c)
+    assert ": holds: vs tcvae: holds, mean TC 1.100 -> 0.050 (22.0x lower)" in gaussian
+    assert ": does not hold: vs tcvae: does not hold, mean TC 4.600 -> 4.800 (1.0x higher)" in knn
+    assert lines[-1] == ("(2) rtc: the two estimators disagree. On the Gaussian TC of the means the claim holds; on the kNN TC of "
+                         "the means, which also sees nonlinear dependence and which no penalty optimises, it does not hold.")
+
+
+def test_a_claim_that_flips_with_the_activity_cut_depends_on_it():
+    # a weak third latent copies an active one: counted active, it carries the mean codes' TC; passive, it does not
+    def parts(count):
+        return {"mean": {"all": 1.0, "active": 0.8 if count == 3 else 0.01}, "sampled": {"all": 0.01, "active": 0.01}}
+
+    seeds = [{"seed": 0, "tc": _report([1.0, 1.0, 0.02, 1e-4], 0.05, parts), "recon": 1.0},  # stable over 0.0215..0.1
+             {"seed": 1, "tc": _report([1.0, 1.0, 0.002, 1e-4], 0.001, parts), "recon": 1.0}]  # stable over 0.001..0.00147
+    assert thresholds.common_stable([s["tc"] for s in seeds]) is None
+    line = claims.claims([_config("tcvae", "beta_tcvae", seeds)])[1]
+    assert line.startswith("(1) tcvae [seeds 0, 1; Gaussian TC], active latents: depends on the activity threshold (cuts 0.001 to "
+                           "0.1, no cut leaves every seed's active set in place; holds at 0.001 to 0.0015 only)")
+    assert "at 0.001: holds, seed 0: sampled 0.010, mean 0.800 (80.0x); seed 1: sampled 0.010, mean 0.800 (80.0x)" in line
+    assert "at 0.1: does not hold, seed 0: sampled 0.010, mean 0.010 (1.0x)" in line
+    # a claim that holds for no cut is not said to depend on it, even where it holds for some seeds at some cuts
+    noisy = {"seed": 0, "tc": _report([1.0, 1.0, 0.02, 1e-4], 0.05, lambda c: parts(c) | {"sampled": {"all": 0.5, "active": 0.5}}), "recon": 1.0}
+    line = claims.claims([_config("tcvae", "beta_tcvae", [noisy, seeds[1]])])[1]
+    assert ("active latents: does not hold at any cut from 0.001 to 0.1 (no cut leaves every seed's active set in place; for "
+            "some seeds or pairs only at 0.001 to 0.0015)") in line
+    # where the seeds' stable ranges overlap, the claim is judged there only, and holds "on the active latents"
+    steady = [{"seed": s, "tc": _report([1.0, 1.0, 0.02, 1e-4], 0.005, parts), "recon": 1.0} for s in (0, 1)]
+    assert thresholds.common_stable([s["tc"] for s in steady]) == pytest.approx((0.001, 0.0147), rel=1e-2)
+    line = claims.claims([_config("tcvae", "beta_tcvae", steady)])[1]
+    assert "active latents: holds on the active latents (cuts 0.001 to 0.015, where every seed's active set is stable)" in line
+
+
+def test_results_never_print_minus_zero_and_tabulate_the_curve(tmp_path):
+    runs = [_run(0, 1e-9, -1e-9, 100.0, knn=-1e-5, active=0.0), _run(1, 0.2, 0.0, 100.0, knn=0.0)]
+    table = [_config("tcvae", "beta_tcvae", runs) | {"TC mean codes (Gaussian)": (-1e-6, 1e-6), "recon": (100.0, 0.0)}]
+    text = claims.markdown(table, {"num_train": 10}, "test")
+    assert "-0.000" not in text and "-0.0%" not in text
+    assert "## Over the activity cut" in text and "| tcvae | 2 | 0.01 [0.001, 0.1]; 0.01 [0.001, 0.1] |" in text
+    assert (tmp_path / "f" / "activity_curves.png") in claims.figures(table, tmp_path / "f")
 
 
 def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():
@@ -78,19 +195,3 @@ def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():
     assert table[1]["TC sampled codes (Gaussian)"] == (None, None)  # a column no seed has stays empty
 
 
-def test_claim_two_reports_the_worst_pair_of_seeds():
-    def row(label, model, mean_tcs, recons):
-        r = _row(label, model, sum(mean_tcs) / len(mean_tcs), 0.01, sum(recons) / len(recons))
-        r["seeds"] = len(mean_tcs)
-        r["per_seed"] = {"TC mean codes (Gaussian)": mean_tcs, "recon": recons}
-        return r
-
-    table = [row("tcvae", "beta_tcvae", [1.0, 0.6], [100.0, 90.0]), row("fvae", "factor_vae", [2.0], [100.0]),
-             row("rtc", "rtc_vae", [0.1, 0.3], [95.0, 99.0])]
-    line = claims.claims(table)[-1]
-    # means: 0.8 / 0.2 = 4.0x, 97 / 95 - 1 = +2%; worst pair: 0.6 / 0.3 = 2.0x, 99 / 90 - 1 = +10%
-    assert "vs tcvae: mean TC 0.800 -> 0.200 (4.0x lower), reconstruction +2% (worst pair of seeds: 2.0x, +10%)" in line
-    assert "vs fvae: mean TC 2.000 -> 0.200 (10.0x lower), reconstruction -3% (worst pair of seeds: 6.7x, -1%)" in line
-    worse = claims.claims([row("tcvae", "beta_tcvae", [0.1], [100.0]), row("rtc", "rtc_vae", [0.4], [100.0])])[-1]
-    assert "mean TC 0.100 -> 0.400 (4.0x higher)" in worse and worse.endswith("does not hold (criterion: >= 2x lower mean TC and "
-                                                                                 "a reconstruction error at most 10% above theirs, against both).")

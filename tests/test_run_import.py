@@ -5,7 +5,9 @@ never overwrite a run."""
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -151,3 +153,85 @@ def test_a_member_that_unpacks_past_its_limit_is_stopped_while_copying(tiny_run,
 def test_bad_run_names_are_refused(tiny_run, tmp_path, name):
     with pytest.raises(ImportRefused, match="run name"):
         import_run(zip_folder(tiny_run), tmp_path / "runs", name)
+
+
+def _archive(*members) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members:
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("names", [(run_io.CONFIG, run_io.CONFIG), ("run/config.json", "run//config.json"),
+                                   ("config.json", "./config.json")])
+def test_duplicate_member_names_are_refused_first(tiny_run, tmp_path, names):
+    import warnings
+
+    config, weights = (tiny_run / run_io.CONFIG).read_bytes(), (tiny_run / run_io.WEIGHTS).read_bytes()
+    broken = config.replace(b'"format_version": 1', b'"format_version": 99')
+    prefix = names[0].rpartition("/")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate it writes
+        # the valid config first, a broken one last (which zipfile would read): the refusal names the duplicate
+        data = _archive((names[0], config), (names[1], broken), (f"{prefix}/{run_io.WEIGHTS}" if prefix else run_io.WEIGHTS, weights))
+    with pytest.raises(ImportRefused) as refused:
+        import_run(data, tmp_path / "runs", "twice")
+    assert str(refused.value) == f"the archive holds 1 name(s) more than once ('{names[0]}'); zip the run folder again"
+    assert leftovers(tmp_path / "runs") == []
+
+
+def test_a_history_over_its_bound_is_refused_before_it_is_unpacked(tiny_run, tmp_path):
+    # 60 MB of history compress to under 1 MB; the import peaked at 620 MB and the Models page slowed with it selected
+    record = (tiny_run / run_io.HISTORY).read_bytes().splitlines()[-1] + b"\n"
+    huge = record * (60_000_000 // len(record))
+    data = zip_folder(tiny_run, extra={run_io.HISTORY: huge}, skip=(run_io.HISTORY,))
+    assert len(data) < 2_000_000
+    with pytest.raises(ImportRefused) as refused:
+        import_run(data, tmp_path / "runs", "long")
+    assert str(refused.value) == (f"history.jsonl: {len(huge):,} bytes, over the limit of {run_io.MAX_IMPORTED_HISTORY_BYTES:,} "
+                                  f"for an imported run's history")
+    assert run_io.MAX_IMPORTED_HISTORY_BYTES == 8_000_000 and leftovers(tmp_path / "runs") == []
+    within = record * (run_io.MAX_IMPORTED_HISTORY_BYTES // len(record) // 2)  # ~4 MB: imported, read one record at a time
+    target = import_run(zip_folder(tiny_run, extra={run_io.HISTORY: within}, skip=(run_io.HISTORY,)), tmp_path / "runs", "ok")
+    assert run_io.last_history_record(target) == json.loads(record)
+
+
+@pytest.mark.parametrize("status, message", [(5, "status 5 is not one of running, complete, cancelled, diverged, failed"),
+                                             (["complete"], "status ['complete'] is not one of"),
+                                             ("done", "status 'done' is not one of")])
+def test_a_status_of_the_wrong_type_is_refused(tiny_run, tmp_path, status, message):
+    config = json.loads((tiny_run / run_io.CONFIG).read_bytes())
+    data = _archive((run_io.CONFIG, json.dumps({**config, "status": status})), (run_io.WEIGHTS, (tiny_run / run_io.WEIGHTS).read_bytes()))
+    with pytest.raises(run_io.CheckpointError, match=re.escape(f"config.json: {message}")):
+        import_run(data, tmp_path / "runs", "odd")
+    assert leftovers(tmp_path / "runs") == []
+
+
+def test_a_full_disk_while_importing_leaves_nothing(tiny_run, tmp_path, monkeypatch):
+    real = open
+
+    def full_open(path, mode="r", *args, **kwargs):
+        file = real(path, mode, *args, **kwargs)
+        if "w" in mode and Path(path).name == run_io.WEIGHTS:
+            file.close()
+            raise OSError(28, "No space left on device")
+        return file
+
+    monkeypatch.setattr(zip_import, "open", full_open, raising=False)
+    with pytest.raises(OSError) as error:
+        import_run(zip_folder(tiny_run), tmp_path / "runs", "full")
+    assert run_io.error_text(error.value) == "model.safetensors: No space left on device"
+    assert leftovers(tmp_path / "runs") == []  # the hidden temporary folder is gone
+    monkeypatch.undo()
+    assert import_run(zip_folder(tiny_run), tmp_path / "runs", "full").is_dir()
+
+
+def test_a_real_full_file_system_refuses_the_import_and_leaves_nothing(tiny_run, small_disk):
+    small_disk.leave(20_000)  # the tiny run's weights are ~60 KB
+    with pytest.raises(OSError) as error:
+        import_run(zip_folder(tiny_run), small_disk / "runs", "full")
+    assert run_io.is_disk_full(error.value) and run_io.error_text(error.value).endswith("No space left on device")
+    assert leftovers(small_disk / "runs") == []
+    small_disk.free()
+    assert import_run(zip_folder(tiny_run), small_disk / "runs", "full").is_dir()

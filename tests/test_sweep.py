@@ -382,3 +382,43 @@ def test_a_grpc_server_passes_the_address_check():
     sweep.check_address("ray://" + address, timeout=2)
     server.close()
     sweep.check_address(None)  # a local instance: nothing to check
+
+
+ONE = {"dataset": {"name": "toy"}, "train": {"steps": 2, "batch_size": 8, "eval_every": 1, "eval_size": 16, "device": "cpu"},
+       "seeds": [0], "models": [{"name": "vae", "params": {"latent_dim": 2, "hidden": 8}}]}
+
+
+def test_a_folder_of_another_spec_is_refused_and_the_same_spec_resumes(tmp_path, capsys):
+    """Without Ray: every run of the spec is complete, so a rerun skips them all and starts no Ray instance."""
+    folder = tmp_path / "sweep"
+    [run] = sweep.expand(ONE)
+    train(run.config, folder / run.name)
+    lines = []
+    assert [o.status for o in sweep.run_sweep(ONE, folder, log=lines.append)] == ["skipped"]
+    recorded = (folder / sweep.SWEEP).read_bytes()
+    other = {**ONE, "models": [{"name": "beta_vae", "params": {"latent_dim": 2, "hidden": 8}}]}  # no run name in common
+    with pytest.raises(ValueError) as refused:
+        sweep.run_sweep(other, folder, log=lines.append)
+    assert str(refused.value) == (f"{folder} holds another sweep (its sweep.json records a different spec): use another --out "
+                                  f"or delete it")
+    spec_file = tmp_path / "other.yaml"
+    spec_file.write_text(json.dumps(other))
+    assert main(["sweep", str(spec_file), "--out", str(folder)]) == 2
+    assert capsys.readouterr().err.strip() == f"mtc_core sweep: error: {refused.value}"
+    assert (folder / sweep.SWEEP).read_bytes() == recorded and sorted(p.name for p in folder.iterdir()) == sorted([run.name, sweep.SWEEP])
+    same = json.loads(json.dumps(ONE))  # the same spec, read again: resumes (here: skips the complete run)
+    assert [o.status for o in sweep.run_sweep(same, folder, log=lines.append)] == ["skipped"]
+    (folder / sweep.SWEEP).write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds another sweep"):
+        sweep.check_sweep_folder(ONE, folder)
+
+
+def test_a_full_disk_fails_a_sweep_run_alone_with_one_line(tmp_path, disk_full):
+    [run] = sweep.expand(ONE)
+    disk_full()
+    outcome = sweep.train_one(run.name, run.config, str(tmp_path / run.name), 1, False, "pytest")
+    assert outcome.status == "failed" and outcome.message == (
+        f"{tmp_path / run.name / runs.HISTORY}: No space left on device; nothing of the run was kept: start it again once "
+        f"there is space")
+    disk_full.off()
+    assert sweep.train_one(run.name, run.config, str(tmp_path / run.name), 1, False, "pytest").status == "complete"

@@ -6,19 +6,22 @@ this module caches it and lays it out. Kept code sets live in `<runs dir>/codes/
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mtc_core import runs
 from mtc_core.evaluation import codes_file, tc_report
 from mtc_core.evaluation.codes_analysis import analyse_validated_codes, code_points
 from mtc_core.evaluation.codes_file import Codes
 from mtc_core.runs import zip_import
 from mtc_core.visualize import figures
 from services import run_listing
-from ui import widgets
+from ui import guard, widgets
 
 SEED = 0  # the CLI's default seed: the page shows what `mtc evaluate-codes FILE` prints
 UPLOAD, KEEP_NAME = "codes_upload", "codes_keep_name"  # widget keys read by the callbacks below
@@ -83,11 +86,14 @@ def keep_upload() -> None:
     upload = st.session_state.get(UPLOAD)
     if upload is None:
         return
+    data = upload.getvalue()
     try:
-        path = keep(upload.getvalue(), st.session_state.get(KEEP_NAME, ""))
-    except ValueError as error:
-        st.session_state[MESSAGE] = ("error", str(error))
+        guard.check("store", len(data))
+        path = keep(data, st.session_state.get(KEEP_NAME, ""))
+    except (ValueError, OSError) as error:  # OSError: a full disk, an unwritable folder (nothing is left half-written)
+        st.session_state[MESSAGE] = ("error", f"Not kept: {runs.error_text(error)}")
     else:
+        guard.done("store", len(data))
         st.session_state[MESSAGE] = ("success", f"Kept as `{path}`; pick it again under **A kept code set**.")
 
 
@@ -96,13 +102,25 @@ def import_upload() -> None:
     archive = st.session_state.get(ARCHIVE)
     if archive is None:
         return
+    data = archive.getvalue()
     try:
-        target = zip_import.import_run(archive.getvalue(), run_listing.runs_dir(), st.session_state.get(RUN_NAME, ""))
-    except ValueError as error:
-        st.session_state[MESSAGE] = ("error", f"Not imported: {error}")
+        guard.check("store", unpacked_bytes(data))
+        target = zip_import.import_run(data, run_listing.runs_dir(), st.session_state.get(RUN_NAME, ""))
+    except (ValueError, OSError) as error:  # OSError: a full disk, an unwritable folder (nothing is left half-written)
+        st.session_state[MESSAGE] = ("error", f"Not imported: {runs.error_text(error)}")
     else:
+        guard.done("store", sum(f.stat().st_size for f in target.iterdir() if f.is_file()))
         st.session_state[widgets.PENDING_KEY] = str(target.resolve())  # the sidebar picks it when drawn next
         st.session_state[MESSAGE] = ("success", f"Imported as `{target.name}`; it is picked in the sidebar.")
+
+
+def unpacked_bytes(archive: bytes) -> int:
+    """What an archive says it unpacks to (its members' sizes; zip_import checks the real ones), at least its size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as members:
+            return max(len(archive), sum(m.file_size for m in members.infolist()))
+    except (zipfile.BadZipFile, OSError, ValueError):  # not a zip: import_run says why
+        return len(archive)
 
 
 def message() -> None:
@@ -161,6 +179,8 @@ def show(result: dict, points: dict[str, np.ndarray], factor_names: tuple[str, .
         st.warning("Fewer than two mean latents vary: total correlation is not defined for these codes.")
     else:
         widgets.table(widgets.tc_estimates(tc), key=f"{key}_tc", file_name="tc_estimates.csv")
+        if (note := tc_report.mixture_note(tc)) is not None:
+            st.caption(note)
         st.markdown(f"Active latents (Var mu_j > {tc['settings']['active_threshold']}): "
                     f"{', '.join(f'z{j}' for j in tc['active']) or 'none'}; passive: {', '.join(f'z{j}' for j in tc['passive']) or 'none'}.")
         widgets.table(split_table(tc, result["sampled_tc_bound"]), key=f"{key}_split", file_name="tc_split.csv")

@@ -1,12 +1,13 @@
 """What every page shares, drawn by the one call each page starts with, `page(title)`: the page config, the sidebar
-(the pages of ui.pages.PAGES, the model picker, the device badge, the server's trainings) and the run's wait budget.
+(the pages of ui.pages.PAGES, the model picker, the device badge, the server's trainings), the session's token on a
+server served on the network (ui.guard) and the run's wait budget.
 Streamlit runs a page's script alone (ui.pages explains), so nothing else draws them."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui import pages, train_view, widgets
+from ui import guard, pages, train_view, widgets
 
 
 def page(title: str) -> None:
@@ -15,9 +16,11 @@ def page(title: str) -> None:
         raise ValueError(f"{title!r} is not a page of ui.pages.PAGES")
     # a drawn icon: a :material/...: one makes the browser fetch the favicon from fonts.gstatic.com (the app works offline)
     st.set_page_config(page_title="MTC Explorer", page_icon=widgets.app_icon(), layout="wide")
+    guard.remember_token()
     navigation()
     widgets.model_picker()
     widgets.device_badge()
+    guard.sidebar_badge()
     train_view.sidebar_status(live=title != "Train")
     pages.start_wait_budget()
 

@@ -11,13 +11,13 @@ from typing import Any
 import streamlit as st
 import torch
 
-from mtc_core.data import BUILT_IN, make_dataset
-from mtc_core.models import MODELS, build_model
-from mtc_core.training.defaults import dataset_defaults
-from mtc_core.training.trainer import TrainConfig, resolved_model_params
+from mtc_core.data import BUILT_IN
+from mtc_core.models import MODELS
+from mtc_core.training import defaults
+from mtc_core.training.trainer import TrainConfig
 from mtc_core.visualize import figures
 from services import run_listing, training_queue
-from ui import widgets
+from ui import guard, widgets
 
 JOBS_KEY = "train_jobs"  # ids of the jobs this session started, oldest first
 ANNOUNCED_KEY = "train_announced"  # ids of finished jobs whose run was already put into the picker
@@ -56,7 +56,7 @@ def _field_input(f: dataclasses.Field, help_text: str, key: str) -> Any:
 
 def _default_fields(dataset: str) -> dict[str, Any]:
     """The form's training fields (widget key -> value) at the dataset's defaults."""
-    return {f"train_{name}": value for name, value in dataset_defaults(dataset).items()}
+    return {f"train_{name}": value for name, value in defaults.dataset_defaults(dataset).items()}
 
 
 def _apply_dataset_defaults() -> None:
@@ -72,7 +72,8 @@ def config_form(model_name: str) -> TrainConfig | None:
     devices = ["auto", "cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     generation = st.session_state.setdefault(FORM_KEY, 0)
     # outside the form, so that picking a dataset fills in its defaults (the CLI's: mtc_core.training.defaults) at once
-    dataset = st.selectbox("dataset", BUILT_IN, key="train_dataset", on_change=_apply_dataset_defaults,
+    dataset = st.selectbox("dataset", BUILT_IN, index=BUILT_IN.index(defaults.DATASET), key="train_dataset",
+                           on_change=_apply_dataset_defaults,
                            help="toy: 32x32, three objects, disentangles in about a minute; squares: one moving "
                                 "square; shapes2d: dSprites' 64x64 grid (conv64, slow on a CPU)")
     for key, value in _default_fields(dataset).items():
@@ -87,22 +88,21 @@ def config_form(model_name: str) -> TrainConfig | None:
             batch_size = st.number_input("batch_size", step=8, key="train_batch_size", help=train_comments["batch_size"])
             lr = st.number_input("lr", step=1e-4, format="%g", key="train_lr",
                                  help=train_comments["lr"] + "; the default is the dataset's (mtc_core.training.defaults, as the CLI)")
-            seed = st.number_input("seed", value=0, step=1, key="train_seed", help=train_comments["seed"])
-            device = st.selectbox("device", devices, key="train_device", help=train_comments["device"])
+            seed = st.number_input("seed", value=defaults.default("seed"), step=1, key="train_seed", help=train_comments["seed"])
+            device = st.selectbox("device", devices, index=devices.index(defaults.default("device")), key="train_device",
+                                  help=train_comments["device"])
         with right:
             st.markdown(f"**{model_cls.__name__} config**")
             params = {f.name: _field_input(f, comments.get(f.name, ""), f"train_p_{f.name}")
                       for f in dataclasses.fields(model_cls.Config) if f.name not in FROM_DATASET}
         submitted = st.form_submit_button("Start training", type="primary", key=f"train_start_{generation}",
-                                          icon=":material/play_arrow:")
+                                          icon=":material/play_arrow:", disabled=guard.read_only())
+    guard.note("Training")
     if not submitted:
         return None
-    params = {k: v for k, v in params.items() if v is not None}
-    try:
-        config = TrainConfig(model=model_name, model_params=params, dataset={"name": dataset}, steps=int(steps),
-                             batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device,
-                             eval_every=max(1, int(steps) // 50), eval_size=256, checkpoint_every=max(0, int(steps) // 4))
-        build_model(config.model, resolved_model_params(config, make_dataset(config.dataset)))  # validates the variant's fields
+    try:  # every setting the form does not show at the CLI's default (one home: mtc_core.training.defaults)
+        config = defaults.train_config(model_name, {"name": dataset}, params, steps=int(steps), batch_size=int(batch_size),
+                                       lr=float(lr), seed=int(seed), device=device)
     except (ValueError, TypeError) as error:
         st.error(f"Not started: {error}")
         return None
@@ -115,10 +115,17 @@ def session_jobs() -> list[training_queue.TrainingJob]:
     return [job for job in training_queue.jobs() if job.id in ids]
 
 
-def start(config: TrainConfig) -> training_queue.TrainingJob:
-    """Start a submitted form's training, and retire the form: its button's next trigger (a double click) is stale."""
+def start(config: TrainConfig) -> training_queue.TrainingJob | None:
+    """Start a submitted form's training, and retire the form: its button's next trigger (a double click) is stale.
+    None, after an error message, when this session may not start one (ui.guard)."""
+    try:
+        guard.check("train")
+    except guard.Refused as error:
+        st.error(f"Not started: {error}")
+        return None
     st.session_state[FORM_KEY] = st.session_state.get(FORM_KEY, 0) + 1
     job = training_queue.submit(config, run_listing.runs_dir(), f"{config.model}-{config.dataset['name']}")
+    guard.done("train")
     st.session_state.setdefault(JOBS_KEY, []).append(job.id)
     return job
 
@@ -126,11 +133,25 @@ def start(config: TrainConfig) -> training_queue.TrainingJob:
 def resume(path: str) -> None:
     """The Resume button: continue an interrupted run in the background."""
     try:
+        guard.check("train")
         job = training_queue.resume(path)
-    except ValueError as error:  # already training, or a config that cannot be resumed
+    except ValueError as error:  # not allowed here, already training, or a config that cannot be resumed
         st.session_state["train_resume_error"] = str(error)
         return
+    guard.done("train")
     st.session_state.setdefault(JOBS_KEY, []).append(job.id)
+
+
+def cancel(job_id: str) -> None:
+    """The Cancel button: stop a training of this server at its next step (it saves as the CLI does)."""
+    try:
+        guard.check("cancel")
+    except guard.Refused as error:
+        st.session_state[f"train_cancel_error_{job_id}"] = str(error)  # shown by its job's _status (a fragment)
+        return
+    job = training_queue.find(job_id)
+    if job is not None:
+        job.cancel.set()
 
 
 def interrupted_panel() -> None:
@@ -141,18 +162,21 @@ def interrupted_panel() -> None:
     if not interrupted:
         return
     st.subheader("Interrupted")
+    guard.note("Resuming")
     st.caption("These runs say *running*, but no training of this server is writing them: their process stopped (a "
-               "restart, a kill). Resume continues exactly from the last checkpoint; resume a run only when no other "
+               "restart, a kill); or *failed*: their training stopped on an error (a full disk). Resume continues "
+               "exactly from the last checkpoint; resume a run only when no other "
                "process (a `python -m mtc_core train` in a terminal) is still training it.")
     for entry in interrupted:
         config, _ = run_listing.inspect_run(entry.path)
         step, total = (config or {}).get("step", "?"), ((config or {}).get("train") or {}).get("steps", "?")
         with st.container(border=True):
             left, right = st.columns([4, 1])
-            left.markdown(f"**{entry.model}** on **{entry.dataset}** · `{entry.path}` · *interrupted* at the checkpoint of "
-                          f"step {step} / {total}")
+            left.markdown(f"**{entry.model}** on **{entry.dataset}** · `{entry.path}` · *{entry.status}* at the checkpoint of "
+                          f"step {step} / {total}" + (f": {config['message']}" if entry.status == "failed" and config
+                                                      and isinstance(config.get("message"), str) else ""))
             right.button("Resume", key=f"train_resume_{Path(entry.path).name}", on_click=resume, args=(entry.path,),
-                         icon=":material/play_arrow:")
+                         icon=":material/play_arrow:", disabled=guard.read_only())
 
 
 # Redraw intervals while a training runs: its step counter, its loss and TC curves, the sidebar's line. Each redraw is a
@@ -176,6 +200,8 @@ def progress_panel() -> None:
         st.rerun(scope="app")  # redraw the sidebar so the new run is in the picker, selected
     st.subheader("Trainings on this server")
     going = [j for j in reversed(jobs) if not j.done]
+    if going:
+        guard.note("Cancelling")
     mine = set(st.session_state.get(JOBS_KEY, []))
     for job in going + [j for j in reversed(jobs) if j.done][:SHOWN]:
         with st.container(border=True):
@@ -202,8 +228,11 @@ def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
     if job.threads and not job.done:
         speed += f" · {job.threads} CPU thread{'s' if job.threads > 1 else ''}"
     st.progress(min(p.step / p.total, 1.0), text=f"step {p.step} / {p.total} · {p.seconds:.0f} s{speed}")
+    if f"train_cancel_error_{job_id}" in st.session_state:
+        st.error(f"Not cancelled: {st.session_state.pop(f'train_cancel_error_{job_id}')}")
     if not job.done:
-        st.button("Cancel", key=f"train_cancel_{job.id}", on_click=job.cancel.set, icon=":material/stop:")
+        st.button("Cancel", key=f"train_cancel_{job.id}", on_click=cancel, args=(job.id,), icon=":material/stop:",
+                  disabled=guard.read_only())
     elif p.state == "failed":
         st.error(f"Training failed: {p.message}")
     elif p.run_dir is not None:

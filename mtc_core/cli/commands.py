@@ -31,43 +31,41 @@ from mtc_core.cli.parsing import (
 
 
 def cmd_train(argv: list[str]) -> int:
+    import torch
+
     from mtc_core import runs
     from mtc_core.models import MODELS
+    from mtc_core.training import cores, defaults
     from mtc_core.training.trainer import TqdmCallback, TrainConfig, check_out_folder, train
 
+    probe = cores.LoadProbe()  # other programs' load, measured while the config is checked
     pre = Parser(add_help=False)
     pre.add_argument("--model", default=TrainConfig.model)
     known, _ = pre.parse_known_args(argv)
     if known.model not in MODELS:
         raise UsageError(f"unknown model {known.model!r}; choose from {', '.join(MODELS)}")
-    parser = Parser(prog="python -m mtc_core train", description="Train one model into a run directory. steps, batch_size and "
-                    "lr default per dataset, as on the app's Train page (mtc_core.training.defaults): toy and squares 2,000 steps "
-                    "of batch 64 at lr 2e-3; the 64x64 datasets 15,000 at 1e-4.")
+    parser = Parser(prog="python -m mtc_core train", description="Train one model into a run directory. Every setting not "
+                    "given defaults as on the app's Train page (mtc_core.training.defaults): steps, batch_size and lr per "
+                    "dataset (toy and squares 2,000 steps of batch 64 at lr 2e-3; the 64x64 datasets 15,000 at 1e-4), a "
+                    "history record every 100 steps (more often below 2,000 steps). Torch threads: the cores other "
+                    "programs leave free, unless --num-threads.")
     parser.add_argument("--out", required=True, help="run directory to write: a new or empty folder")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings as it was started with)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --out (its run files are deleted)")
-    parser.add_argument("--dataset", default="toy", help="toy | shapes2d | dsprites, or a JSON spec")
+    parser.add_argument("--dataset", default=defaults.DATASET, help="toy | shapes2d | dsprites, or a JSON spec")
     add_dataclass_flags(parser, TrainConfig, skip=("model_params", "dataset"))
     model_group = parser.add_argument_group(f"{known.model} config")
     add_dataclass_flags(model_group, MODELS[known.model].Config)
     args = vars(parser.parse_args(argv))
     out, resume, overwrite, dataset = Path(args.pop("out")), args.pop("resume"), args.pop("overwrite"), args.pop("dataset")
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    train_args = {k: v for k, v in args.items() if k in train_names}
+    train_args = {k: v for k, v in args.items() if k in train_names and k != "model"}
     model_params = {k: v for k, v in args.items() if k not in train_names}
     try:
         runs.refuse_if_busy(out)  # a run another process trains: before any other rule on the folder
         check_out_folder(out, resume=resume, overwrite=overwrite)
         spec = json.loads(dataset) if dataset.lstrip().startswith("{") else {"name": dataset}
-        from mtc_core.training.defaults import dataset_defaults
-
-        defaults = dataset_defaults(spec.get("name") if isinstance(spec, dict) else None)
-        config = TrainConfig(**{**defaults, **train_args}, model_params=model_params, dataset=spec)
-        from mtc_core.data import make_dataset
-        from mtc_core.models import build_model
-        from mtc_core.training.trainer import resolved_model_params
-
-        build_model(config.model, resolved_model_params(config, make_dataset(config.dataset)))  # validate before any work
+        config = defaults.train_config(known.model, spec, model_params, **train_args)
     except json.JSONDecodeError as e:
         raise UsageError(f"--dataset is not valid JSON ({e})") from None
     except ValueError as e:
@@ -76,6 +74,9 @@ def cmd_train(argv: list[str]) -> int:
         runs.check_writable_folder(out)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    threads, line = cores.cli_threads(0.0 if config.num_threads else probe.others(), fixed=config.num_threads)
+    print(line, flush=True)
+    torch.set_num_threads(threads)  # the trainer sets a config's num_threads itself
     command = "python -m mtc_core train " + shlex.join(argv)
     # a run that cannot be resumed raises CheckpointError naming its problem; main() prints it as one line
     result = train(config, out, callbacks=[TqdmCallback(config.steps)], command=command, resume=resume, overwrite=overwrite)

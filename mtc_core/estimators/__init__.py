@@ -18,6 +18,7 @@ from mtc_core.estimators.minibatch import (
 from mtc_core.estimators.offline import (
     drop_constant_dims,
     gaussian_tc,
+    gaussian_tc_bias,
     gaussian_wasserstein_correlation,
     sampled_cov,
     tc_dataset,
@@ -30,6 +31,7 @@ __all__ = [
     "drop_constant_dims",
     "gaussian_log_density",
     "gaussian_tc",
+    "gaussian_tc_bias",
     "gaussian_wasserstein_correlation",
     "mean_tc_gaussian",
     "mean_tc_kde",

@@ -107,6 +107,24 @@ def log_det_correlation(cov) -> float:
     return float(logdet) if sign > 0 else -math.inf
 
 
+def gaussian_tc_bias(n: int, d: int) -> float:
+    """E[plug-in Gaussian TC] - TC for n Gaussian points in d dims, whatever their correlation R (nats, >= 0).
+
+    The sample covariance of n Gaussian points is Wishart with n - 1 degrees of freedom, so
+    E[log det S] = log det C + sum_{i=1..d} psi((n - i) / 2) + d log(2 / (n - 1)) and E[log S_jj] = log C_jj +
+    psi((n - 1) / 2) + log(2 / (n - 1)); the plug-in TC = -1/2 log det R_hat therefore overshoots by
+    1/2 sum_{i=1..d} [psi((n - 1) / 2) - psi((n - i) / 2)], about d (d - 1) / (4 n) (docs/design.md, "Reading a TC
+    estimate"). Exact for Gaussian codes; 0 for fewer than 2 dims."""
+    if d < 2:
+        return 0.0
+    if n <= d:
+        raise ValueError(f"the Gaussian TC of {d} dims needs more than {d} points, got {n}")
+    from scipy.special import digamma  # here: scipy.special is slow to import and most callers never need it
+
+    i = np.arange(1, d + 1)
+    return float(0.5 * np.sum(digamma((n - 1) / 2) - digamma((n - i) / 2)))
+
+
 def gaussian_wasserstein_correlation(cov, normalize: bool = False) -> float:
     """`gaussian_wasserstein_correlation(cov[D, D], normalize=False) -> float`.
 

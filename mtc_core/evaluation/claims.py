@@ -15,9 +15,10 @@ from pathlib import Path
 
 from mtc_core import runs
 from mtc_core.data import make_dataset
-from mtc_core.evaluation import tc_report
+from mtc_core.evaluation import tc_report, thresholds, verdicts
+from mtc_core.evaluation.scoring import refresh_tc_report
 from mtc_core.evaluation.seeds import configuration_key, group_label, group_runs, mean_sd
-from mtc_core.evaluation.sweep_results import cell
+from mtc_core.evaluation.verdicts import cut, num
 from mtc_core.runs import zoo
 
 # (column title, representation, path into the evaluation dict); every TC is the evaluation's TC report (one value
@@ -90,6 +91,11 @@ def _zoo_row(path: Path, label: str, settings: dict, counter: str, say: Callable
         model, config = runs.load_run(path)
         evaluation = runs.json_safe(mtc_core.evaluate(model, make_dataset(config["dataset"], model.config.image_shape), **settings))
         runs.write_json(path / runs.METRICS, {**metrics, "evaluation": evaluation})
+    elif evaluation["tc"].get("settings", {}).get("report_version") != tc_report.REPORT_VERSION:
+        say(f"{counter} {label}: TC report of an earlier version, recomputed on the evaluation's points")
+        model, config = runs.load_run(path)
+        evaluation = refresh_tc_report(model, make_dataset(config["dataset"], model.config.image_shape), evaluation)
+        runs.write_json(path / runs.METRICS, {**metrics, "evaluation": evaluation})
     else:
         say(f"{counter} {label}: stored evaluation")
     return {"label": label, "model": model_name, "seed": seed, "dataset": dataset["name"],
@@ -127,7 +133,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for members in group_runs(rows):
         first = members[0]
         out = {"label": group_label(first["label"]), "model": first["model"], "dataset": first.get("dataset"), "seeds": len(members),
-               "tc_settings": first["evaluation"].get("tc", {}).get("settings")}
+               "tc_settings": first["evaluation"].get("tc", {}).get("settings"),
+               # each seed's TC report and reconstruction: what the verdicts judge, seed by seed and pair by pair
+               "runs": sorted(({"seed": m.get("seed"), "tc": m["evaluation"].get("tc") or {}, "recon": m["evaluation"].get("recon")}
+                               for m in members), key=lambda r: (r["seed"] is None, r["seed"] or 0))}
         for title, rep, path in COLUMNS:
             values = [v for m in members if (v := _get(m["evaluation"], rep, path)) is not None]
             out[title] = mean_sd(values)
@@ -141,64 +150,26 @@ def aggregate(rows: list[dict]) -> list[dict]:
                                         models.index(r["model"]) if r["model"] in models else len(models)))
 
 
-def _worst_pair(remedy: dict, rival: dict, mean_tc: str = "TC mean codes (Gaussian)") -> tuple[float, float] | None:
-    """Over every pair of seeds: the smallest mean-TC ratio (rival / remedy) and the largest reconstruction change."""
-    seeds = remedy.get("per_seed", {}), rival.get("per_seed", {})
-    if not all(s.get(mean_tc) and s.get("recon") for s in seeds):
-        return None
-    return (min(seeds[1][mean_tc]) / max(max(seeds[0][mean_tc]), 1e-12),
-            max(seeds[0]["recon"]) / min(seeds[1]["recon"]) - 1)
-
-
-ALL = ("TC mean codes (Gaussian)", "TC sampled codes (Gaussian)")
-ACTIVE = ("TC mean codes, active latents (Gaussian)", "TC sampled codes, active latents (Gaussian)")
-
-
 def claims(table: list[dict]) -> list[str]:
-    """The two statements of the issue, each with the numbers that decide it, on all latents and on the active
-    latents alone (docs/design.md, "Active and passive latents": where the disparity lives); models are compared within a dataset."""
+    """The two statements of the issue, each with the numbers that decide it, judged seed by seed and pair by pair, on
+    all latents and on the active latents over the activity cut, claim 2 also on the kNN TC of the means
+    (`verdicts`; docs/design.md, "Conclusions that survive the analysis choices"); models are compared within a dataset."""
     lines = []
     penalised = [r for r in table if r["model"] in TC_PENALISED]
     for r in penalised:
-        for (mean_tc, sampled_tc), which in ((ALL, "all latents"), (ACTIVE, "active latents alone")):
-            m, s = r[mean_tc][0], r[sampled_tc][0]
-            if m is None or s is None:
-                continue
-            holds = s < 0.1 and m > 3 * s
-            lines.append(f"(1) {r['label']}, {which}: sampled-code TC {s:.3f}, mean-code TC {m:.3f} ({m / max(s, 1e-12):.1f}x): "
-                         f"{'holds' if holds else 'does not hold'} (criterion: sampled < 0.1 nats and mean > 3x sampled).")
+        lines += verdicts.claim_one_lines(r)
     for r in (r for r in table if r["model"] == "rtc_vae"):
-        rivals = [p for p in penalised if p.get("dataset") == r.get("dataset")]
-        for (mean_tc, _), which in ((ALL, "all latents"), (ACTIVE, "active latents alone")):
-            if r[mean_tc][0] is None:
-                continue
-            parts, ok = [], bool(rivals)
-            for p in rivals:
-                if p[mean_tc][0] is None:
-                    ok = False
-                    parts.append(f"vs {p['label']}: no value")
-                    continue
-                ratio = p[mean_tc][0] / max(r[mean_tc][0], 1e-12)
-                recon_change = r["recon"][0] / p["recon"][0] - 1
-                ok &= ratio >= 2 and recon_change <= 0.10  # a lower reconstruction error is no obstacle
-                change = (f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.1f}x higher" if ratio > 0 else "higher")
-                part = f"vs {p['label']}: mean TC {p[mean_tc][0]:.3f} -> {r[mean_tc][0]:.3f} ({change}), reconstruction {recon_change:+.0%}"
-                worst = _worst_pair(r, p, mean_tc)
-                if worst is not None and r["seeds"] * p["seeds"] > 1:
-                    part += f" (worst pair of seeds: {worst[0]:.1f}x, {worst[1]:+.0%})"
-                parts.append(part)
-            if not rivals:
-                parts = [f"no beta-TCVAE or FactorVAE on {r.get('dataset')} to compare with"]
-            lines.append(f"(2) {r['label']}, {which}: " + "; ".join(parts) + f": {'holds' if ok else 'does not hold'} "
-                         "(criterion: >= 2x lower mean TC and a reconstruction error at most 10% above theirs, against both).")
+        lines += verdicts.claim_two_lines(r, [p for p in penalised if p.get("dataset") == r.get("dataset")])
     return lines
 
 
 def _cell(row: dict, title: str) -> str:
-    ci = row.get("ci", {}).get(title)
-    if ci is not None and row[title][0] is not None:
-        return f"{row[title][0]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return cell(*row[title])
+    (mean, sd), ci = row[title], row.get("ci", {}).get(title)
+    if mean is None:
+        return "-"
+    if ci is not None:
+        return f"{num(mean)} [{num(ci[0])}, {num(ci[1])}]"
+    return f"{num(mean)} ± {num(sd)}" if sd is not None else num(mean)
 
 
 PER_SEED = [("mean codes: Gaussian TC", "mean", "gaussian", None), ("... between active and passive", "mean", "gaussian", "between"),
@@ -214,8 +185,40 @@ def per_seed_lines(rows: list[dict]) -> list[str]:
         ev = row["evaluation"]
         mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
         cells = [tc_report.describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
-        cells += [str(_get(ev, None, ("activity", "active_latents"))), cell(mig, None), cell(recon, None)]
+        cells += [str(_get(ev, None, ("activity", "active_latents"))), *("-" if v is None else num(v) for v in (mig, recon))]
         lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+    return lines
+
+
+SHOWN_CUTS = (1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1)  # the cuts of the curve RESULTS.md tabulates
+
+
+def _curves(row: dict) -> dict[str, dict | None]:
+    reports = [r["tc"] for r in row.get("runs", [])]
+    return {part: thresholds.configuration_curve(reports, "mean", part) for part in ("active", "between")}
+
+
+def curve_lines(table: list[dict]) -> list[str]:
+    """Per dataset, per configuration: the mean codes' Gaussian TC among active latents and between active and passive,
+    and the number of active latents, at SHOWN_CUTS (mean over seeds), with each seed's chosen cut and stable range."""
+    lines = []
+    for dataset in dict.fromkeys(r.get("dataset") for r in table):
+        head = ["model", "seeds", "chosen cut [stable range] per seed", *[f"Var mu_j > {cut(t)}" for t in SHOWN_CUTS]]
+        lines += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in (r for r in table if r.get("dataset") == dataset):
+            curves, cells = _curves(r), []
+            if curves["active"] is None:
+                cells = ["no curve stored"] + ["-"] * len(SHOWN_CUTS)
+            else:
+                acts = [thresholds.activity(run["tc"]) for run in r["runs"]]
+                cells.append("; ".join(f"{cut(a['threshold'])} " + (f"[{cut(a['stable'][0])}, {cut(a['stable'][1])}]"
+                                                                      if a.get("stable") else "[none]") for a in acts))
+                for t in SHOWN_CUTS:
+                    i = next((i for i, u in enumerate(curves["active"]["thresholds"]) if abs(u / t - 1) < 1e-6), None)
+                    cells.append("-" if i is None else f"{num(curves['active']['mean'][i])} / {num(curves['between']['mean'][i])} / "
+                                                       f"{curves['active']['active_count'][i]:.3g}")
+            lines.append("| " + " | ".join([r["label"], str(r["seeds"]), *cells]) + " |")
+        lines.append("")
     return lines
 
 
@@ -229,6 +232,9 @@ def markdown(table: list[dict], settings: dict, command: str, models: list[dict]
                 *["| " + " | ".join([r["label"], str(r["seeds"]), *[_cell(r, c) for c in columns]]) + " |" for r in table]]
 
     tc_settings = next((r["tc_settings"] for r in table if r.get("tc_settings")), {})
+    rule = next((a["rule"] for r in table for run in r.get("runs", []) if (a := thresholds.activity(run["tc"])) and a.get("rule")), None)
+    claim_lines = [line for dataset in dict.fromkeys(r.get("dataset") for r in table)
+                   for line in [f"### {dataset}", "", *[f"- {c}" for c in claims([r for r in table if r.get("dataset") == dataset])], ""]]
     lines = ["# Results: mean vs sampled total correlation on the model zoo", "",
              f"Made by `{command}` from `pretrained/index.json`; `mtc_core.evaluate` settings {json.dumps(settings)}. "
              "Values are mean ± sd over seeds; a model with one seed shows its estimate with the 95% interval in brackets. "
@@ -237,12 +243,31 @@ def markdown(table: list[dict], settings: dict, command: str, models: list[dict]
              f"`mtc_core.evaluation.tc_report` on the {tc_settings.get('n', '?')} training points of the evaluation: the Gaussian TC "
              f"over all of them (95% interval: {tc_settings.get('bootstrap', '?')} bootstrap resamples), the kNN TC as the "
              f"mean of {tc_settings.get('knn_batches', '?')} disjoint batches of {tc_settings.get('knn_points', '?')} distinct "
-             "points, the same points for mean and sampled codes. Active latents: Var mu_j > "
-             f"{tc_settings.get('active_threshold', '?')}; the Gaussian TC of all latents is exactly TC(active) + "
-             "TC(passive) + I(active; passive) (docs/design.md: Active and passive latents), the third column.", "",
+             "points, the same points for mean and sampled codes. Active latents: Var mu_j above "
+             + (f"each run's own cut, chosen from the data ({rule}; the cuts are under \"Over the activity cut\")" if rule
+                else f"{tc_settings.get('active_threshold', '?')}")
+             + "; the Gaussian TC of all latents is exactly TC(active) + TC(passive) + I(active; passive) (docs/design.md: "
+             "Active and passive latents), the third column.", "",
              *rows(tc_columns), "",
+             "## Over the activity cut", "",
+             "Where a latent counts as active is an analysis choice, so the split is shown over a range of cuts "
+             "(docs/design.md, \"Conclusions that survive the analysis choices\"). Each cell: the mean codes' Gaussian TC among "
+             "the active latents / between active and passive latents (bias-corrected point estimates, nats) / the number of "
+             "active latents, each the mean over seeds. The stable range of a seed: the cuts of the curve that give the "
+             "active set of its chosen cut.", "",
+             *curve_lines(table),
+             *(["![activity curves](docs/results/activity_curves.png)", ""] if any(_curves(r)["active"] for r in table) else []),
              "## Disentanglement metrics", "", *rows(metric_columns), "",
-             "## The claims", "", *[f"- {line}" for line in claims(table)], "",
+             "## The claims", "", *[f"- {c}" for c in verdicts.CRITERIA], "",
+             "Claim 1 is judged seed by seed, claim 2 pair of seeds by pair (every seed of RTC-VAE against every seed of "
+             "the other model): a claim holds when it holds for every seed or pair, is \"mixed\" when it holds for some (the "
+             "numbers say which) and does not hold when it holds for none. A value whose 95% interval reaches 0 is \"below "
+             "resolution\", and two such values are not divided. On the active latents a claim is judged at every cut of "
+             "the curves where the active set of every seed involved is stable (the intersection of their stable ranges); "
+             "it holds \"on the active latents\" only if it holds at all of them, otherwise it \"depends on the activity "
+             "threshold\". Claim 2 is judged on the Gaussian TC of the means, which the Gaussian penalty optimises, and "
+             "on the kNN TC of the means, which no penalty optimises.", "",
+             *claim_lines,
              *(["## Every model, every seed", "", "Each value with its 95% interval.", "", *per_seed_lines(models), ""] if models else []),
              "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
     return "\n".join(lines)
@@ -286,4 +311,29 @@ def figures(table: list[dict], folder: str | Path) -> list[Path]:
     fig.tight_layout()
     paths.append(folder / "metrics.png")
     fig.savefig(paths[1], dpi=120)
+    if any(_curves(r)["active"] for r in table):
+        paths.append(_activity_png(table, datasets, folder / "activity_curves.png"))
     return paths
+
+
+def _activity_png(table: list[dict], datasets: list, path: Path) -> Path:
+    """Per dataset: each configuration's mean-code Gaussian TC among active latents against the cut (mean over seeds,
+    log x), each seed's chosen cut marked on its line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5 * len(datasets), 5.0))
+    for ax, dataset in zip(fig.subplots(1, len(datasets), squeeze=False)[0], datasets, strict=True):
+        for r in (r for r in table if r.get("dataset") == dataset):
+            curve = _curves(r)["active"]
+            if curve is None:
+                continue
+            (line,) = ax.plot(curve["thresholds"], curve["mean"], "-", lw=1.5, label=r["label"])
+            marks = [(t, curve["mean"][min(range(len(curve["thresholds"])), key=lambda i: abs(curve["thresholds"][i] - t))])
+                     for t in curve["defaults"]]
+            ax.plot(*zip(*marks, strict=True), "o", color=line.get_color(), ms=5)
+        ax.set(xscale="log", xlabel="activity cut: Var(mu_j) > t", ylabel="TC of mean codes among active latents (Gaussian, nats)",
+               title=f"Over the activity cut, {dataset} (dots: each seed's chosen cut)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path

@@ -71,11 +71,27 @@ def code_points(codes: Codes, seed: int = 0) -> tuple[dict, dict | None]:
     return take(train_rows), (take(test_rows) if len(test_rows) else None)
 
 
+def check_split_classes(train: dict, test: dict | None, names: tuple[str, ...] | None) -> None:
+    """Before any fitting: each factor's classes must all occur among the training and the held-out points (the
+    explicitness scores a classifier fitted on one part on the other, per class). ValueError, one line."""
+    if test is None or train["factors"] is None:
+        return
+    for k, name in enumerate(names or ()):
+        fitted, held_out = np.unique(train["factors"][:, k]), np.unique(test["factors"][:, k])
+        missing = np.setxor1d(fitted, held_out)
+        if missing.size:
+            classes = len(np.union1d(fitted, held_out))
+            raise ValueError(f"factor {name!r}: {missing.size} of its {classes} classes occur only among the training or only among "
+                             f"the held-out points (e.g. {', '.join(map(str, missing[:3].tolist()))}); the factor metrics need "
+                             f"each class in both: give more points per class, or bin the factor into fewer levels")
+
+
 def analyse_validated_codes(codes: Codes, *, seed: int = 0, dci_mode: str = "fast", dataset_tc_samples: int = 2_000,
             progress: Callable[[str], None] | None = None) -> dict:
     """The report of validated codes (see `analyse_codes`)."""
     t0 = time.perf_counter()
     train, test = code_points(codes, seed)
+    check_split_classes(train, test, codes.factor_names)
     result = score_points(train, test, codes.factor_names, seed=seed, dci_mode=dci_mode,
                           dataset_tc_samples=dataset_tc_samples, progress=progress)
     for rep in REPRESENTATIONS:
@@ -111,18 +127,20 @@ def analyse_codes(mean, logvar=None, factors=None, *, var=None, std=None, sample
 def summary_table(result: dict) -> str:
     """A short markdown table of an `evaluate` or `analyse_codes` result: TCs with intervals, then the headline
     metrics of the mean and the sampled codes (the full result is JSON)."""
-    from mtc_core.evaluation.tc_report import describe
+    from mtc_core.evaluation.tc_report import describe, mixture_note, value
 
     tc = result.get("tc", {})
     lines = ["| quantity | mean codes | sampled codes |", "|---|---|---|"]
     for label, estimator, part in (("Gaussian TC (nats)", "gaussian", None), ("  among active latents", "gaussian", "active"),
                                    ("  between active and passive", "gaussian", "between"), ("kNN TC (nats)", "knn", None)):
         lines.append(f"| {label} | {describe(tc, 'mean', estimator, part)} | {describe(tc, 'sampled', estimator, part)} |")
-    lines.append(f"| dataset Monte-Carlo TC (nats) | needs a posterior | {describe(tc, 'sampled', 'dataset_mc')} |")
     bound = result.get("sampled_tc_bound")
     if bound:
         lines.append(f"| bound on the sampled Gaussian TC, all / passive latents | | {_number(bound['all']['value'])} / "
                      f"{_number(bound['passive']['value'])} |")
+        measured = value(tc, "sampled", "gaussian")
+        if measured is not None and measured > bound["all"]["value"]:
+            lines.append("| (the bound holds for the TC itself; its estimate may exceed it by the estimate's noise) | | |")
     for label, get in (("MIG", lambda r: r.get("mig")), ("SAP", lambda r: r.get("sap")),
                        ("DCI disentanglement", lambda r: (r.get("dci") or {}).get("disentanglement")),
                        ("FactorVAE score", lambda r: _score(r.get("factor_vae"))), ("BetaVAE score", lambda r: _score(r.get("beta_vae")))):
@@ -131,10 +149,12 @@ def summary_table(result: dict) -> str:
             lines.append(f"| {label} | {' | '.join(_number(v) for v in values)} |")
     activity = result.get("activity", {})
     active, total = activity.get('active_latents', 'n/a'), len(activity.get('var_mu', []))
-    lines.append(f"| active latents (Var mu > {ACTIVITY_THRESHOLD}) | {active} of {total} | |")
+    threshold = (tc.get("settings") or {}).get("active_threshold", ACTIVITY_THRESHOLD)
+    lines.append(f"| active latents (Var mu > {threshold:g}) | {active} of {total} | |")
     if isinstance(result.get("recon"), int | float):
         lines.append(f"| reconstruction (nats) | {result['recon']:.2f} | |")
-    return "\n".join(lines)
+    note = mixture_note(tc)
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 def _score(entry) -> float | str | None:

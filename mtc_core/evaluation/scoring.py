@@ -31,7 +31,6 @@ from mtc_core.data import GroundTruthDataset
 from mtc_core.estimators.sampling import draw_sampled_codes
 from mtc_core.evaluation import tc_report
 from mtc_core.metrics import disintegration
-from mtc_core.metrics.activity import is_active
 from mtc_core.models import VAE
 from mtc_core.runs import json_safe
 from mtc_core.visualize.traversal import encode_numpy, latent_activity, model_device
@@ -140,9 +139,20 @@ def score_points(train: dict, test: dict | None, factor_names: tuple[str, ...] |
         "var_mu": var_mu.tolist(),
         "mean_sigma2": np.exp(train["logvar"]).mean(0).tolist(),
         "kl": latent_activity(train["mean"], train["logvar"]).tolist(),
-        "active_latents": int(is_active(var_mu).sum()),
+        "active_latents": len(result["tc"]["active"]),  # at the report's cut (read from the data)
     }
     return result
+
+
+def refresh_tc_report(model: VAE, dataset: GroundTruthDataset, evaluation: dict) -> dict:
+    """A stored evaluation whose TC report is of an earlier version (`tc_report.REPORT_VERSION`), with the report
+    recomputed on the training points `evaluate` drew for it (its settings' seed and sizes); everything else it holds
+    is kept, so the zoo's evaluations follow the report without re-running every metric."""
+    settings = evaluation["settings"]
+    train = _sample(dataset, settings["num_train"], np.random.default_rng(settings["seed"]), model)  # drawn first, as in evaluate
+    tc = tc_report.tc_report(train["mean"], train["logvar"], train["sampled"], seed=settings["seed"],
+                             dataset_mc_samples=settings.get("dataset_tc_samples", 2_000))
+    return json_safe({**evaluation, "tc": tc, "activity": {**evaluation.get("activity", {}), "active_latents": len(tc["active"])}})
 
 
 def evaluate(model: VAE, dataset: GroundTruthDataset, *, num_train: int = 10_000, num_test: int = 5_000, seed: int = 0,

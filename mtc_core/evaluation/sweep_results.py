@@ -26,7 +26,7 @@ def load_sweep(folder: str | Path) -> list[dict]:
     rows = []
     for run_dir in sorted(p for p in Path(folder).iterdir() if (p / runs.CONFIG).is_file()):
         config = runs.read_json(run_dir / runs.CONFIG)
-        last = (runs.read_history(run_dir) or [{}])[-1]
+        last = runs.last_history_record(run_dir) or {}  # read from the file's end
         metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
         evaluation = metrics.get("evaluation") or {}
         train_config = config.get("train", {})

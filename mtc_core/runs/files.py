@@ -10,19 +10,21 @@ folders").
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
 
 FORMAT_VERSION = 1
 
@@ -30,13 +32,19 @@ FORMAT_VERSION = 1
 WEIGHTS, CONFIG, METRICS, HISTORY = "model.safetensors", "config.json", "metrics.json", "history.jsonl"
 
 
-STATUSES = ("running", "complete", "cancelled", "diverged")
+STATUSES = ("running", "complete", "cancelled", "diverged", "failed")  # failed: the trainer died of an error (message says which)
 
 
 MAX_JSON_BYTES = 16_000_000  # config.json / metrics.json: a few KB in practice
 
 
-MAX_HISTORY_BYTES = 64_000_000  # history.jsonl: ~1 KB per record, 150 records for a 15,000-step run
+MAX_HISTORY_BYTES = 64_000_000  # history.jsonl of a run trained here: ~450 bytes a record at 10 latents, 11 KB at 512
+
+
+# history.jsonl of an imported run. The zoo's largest is 65 KB (150 records of a 15,000-step run), 150 records at 512
+# latents 1.7 MB: 8 MB is ample for a real run, and bounds what a zip that compresses 60 MB of history into 829 KB
+# makes the import hold and every page read.
+MAX_IMPORTED_HISTORY_BYTES = 8_000_000
 
 
 STALE_TMP_SECONDS = 900  # a temporary file this old belongs to a writer that died (writes take milliseconds)
@@ -64,7 +72,10 @@ def publish_mode(path: str | Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path` and rename it into place; on any failure the temporary file is
+    removed, and an OSError without a file name (a full disk: ENOSPC from write, flush or fsync) names `path`."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -73,18 +84,61 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         publish_mode(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def error_text(error: BaseException) -> str:
+    """A refusal or a failed write as one line: an OSError as "<file>: <reason>" (a full disk: "...: No space left on
+    device"), without errno or quotes; anything else as its message."""
+    if isinstance(error, OSError) and error.strerror:
+        files = [str(f) for f in (error.filename, error.filename2) if f is not None]
+        text = f"{' -> '.join(files)}: {error.strerror}" if files else error.strerror
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error is a full disk (or quota): the one refusal every writer turns into a line, not a traceback."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
 def write_history(path: str | Path, records: list[dict]) -> None:
-    lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
-    _atomic_write_bytes(Path(path) / HISTORY, lines.encode())
+    """history.jsonl with one JSON object per line. A record never fails to write: a value JSON cannot hold (NaN, inf)
+    is stored as null and the record's "note" names it (a record that already explains its nulls keeps its note)."""
+    lines = "".join(json.dumps(_storable(r), sort_keys=True, allow_nan=False) + "\n" for r in records)
+    atomic_write_bytes(Path(path) / HISTORY, lines.encode())
+
+
+def _storable(record: dict) -> dict:
+    stored = json_safe(record)
+    bad = sorted(str(k) for k, v in record.items() if _has_non_finite(v))
+    if bad:
+        stored.setdefault("note", f"not finite, stored as null: {', '.join(bad)}")
+    return stored
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return bool(value.dtype.kind in "fc" and not np.isfinite(value).all())
+    if isinstance(value, float | np.floating):
+        return not math.isfinite(value)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
@@ -119,27 +173,80 @@ def read_json(path: str | Path) -> Any:
 
 def read_history(path: str | Path) -> list[dict]:
     """history.jsonl's records (a missing file: none); CheckpointError for a line that is not a JSON object."""
+    return list(iter_history(path))
+
+
+def iter_history(path: str | Path) -> Iterator[dict]:
+    """history.jsonl's records one at a time, read line by line (a check of the whole file holds one record at a
+    time); CheckpointError for a file over MAX_HISTORY_BYTES or a line that is not a JSON object."""
     file = Path(path) / HISTORY
     if not file.is_file():
-        return []
+        return
     try:
-        text = _read_bounded(file, MAX_HISTORY_BYTES).decode()
+        f = open(file, "rb")
+    except OSError as e:
+        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_HISTORY_BYTES:
+            raise CheckpointError(f"{file}: {size:,} bytes, over the limit of {MAX_HISTORY_BYTES:,} for a run's history")
+        read = 0
+        for number, line in enumerate(f, 1):
+            read += len(line)
+            if read > MAX_HISTORY_BYTES:  # grown since it was opened
+                raise CheckpointError(f"{file}: over the limit of {MAX_HISTORY_BYTES:,} bytes for a run's history")
+            if line.strip():
+                yield _history_record(line, f"{file} line {number}")
+
+
+def _history_record(line: bytes, where: str) -> dict:
+    try:
+        text = line.decode()
     except UnicodeDecodeError as e:
-        raise CheckpointError(f"{file}: not valid UTF-8 ({e})") from None
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            record = parse_json(line, f"{file} line {number}")
-            if not isinstance(record, dict):
-                raise CheckpointError(f"{file} line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-    return records
+        raise CheckpointError(f"{where}: not valid UTF-8 ({e})") from None
+    record = parse_json(text, where)
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def last_history_record(path: str | Path, chunk: int = 1 << 16) -> dict | None:
+    """The last record of history.jsonl (None when it has none), read from the file's end: what a table of runs shows
+    without reading every run's whole history. CheckpointError as `read_history` for that record."""
+    file = Path(path) / HISTORY
+    if not file.is_file():
+        return None
+    try:
+        with open(file, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_HISTORY_BYTES:
+                raise CheckpointError(f"{file}: {size:,} bytes, over the limit of {MAX_HISTORY_BYTES:,} for a run's history")
+            tail, position = b"", size
+            while position > 0 and b"\n" not in tail.rstrip():  # until the last non-empty line is whole
+                start = max(0, position - chunk)
+                f.seek(start)
+                tail, position = f.read(position - start) + tail, start
+    except OSError as e:
+        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
+    last = tail.rstrip().rsplit(b"\n", 1)[-1]
+    return _history_record(last, f"{file} last line") if last.strip() else None
+
+
+# The temporary name of Rust's `tempfile` crate (`.tmp` and six letters or digits), through which safetensors'
+# save_file wrote before this package wrote its bytes itself (runs.weights.atomic_save_file): a writer killed then
+# left one, as large as the checkpoint, in the run folder.
+FOREIGN_TMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
+
+
+def is_orphan_name(name: str) -> bool:
+    """A temporary file's name: ours (`.<name>.<random>.tmp`) or safetensors' own (FOREIGN_TMP)."""
+    return (name.startswith(".") and name.endswith(".tmp")) or FOREIGN_TMP.fullmatch(name) is not None
 
 
 def clean_orphans(path: str | Path, older_than: float = 0.0) -> list[str]:
-    """Remove the temporary files and folders (`.<name>.<random>.tmp`) that a writer killed mid-write left in `path`,
-    when older than `older_than` seconds (a younger one may belong to a writer still at work). Returns their names.
-    A folder we may not write to (a read-only install) is left as it is."""
+    """Remove the temporary files and folders (`.<name>.<random>.tmp`, or safetensors' `.tmpXXXXXX`) that a writer
+    killed mid-write left in `path`, when older than `older_than` seconds (a younger one may belong to a writer still
+    at work). Returns their names. A folder we may not write to (a read-only install) is left as it is."""
     removed = []
     now = time.time()
     try:
@@ -147,7 +254,7 @@ def clean_orphans(path: str | Path, older_than: float = 0.0) -> list[str]:
     except OSError:
         return removed
     for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+        if not is_orphan_name(entry.name):
             continue
         try:
             if now - entry.lstat().st_mtime < older_than:
@@ -164,11 +271,20 @@ def clean_orphans(path: str | Path, older_than: float = 0.0) -> list[str]:
 
 def check_writable_folder(folder: str | Path) -> None:
     """Create the folder (and its parents) and a file in it, so that an unwritable or special path fails (OSError)
-    before any work rather than at the first save."""
+    before any work rather than at the first save. The folders it made are removed again: whoever writes there makes
+    them (a training that fails before its first checkpoint then leaves no empty folder behind)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-        pass
+    made = [p for p in [folder, *folder.parents] if not p.exists() and not p.is_symlink()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    finally:
+        for path in made:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                break
 
 
 def new_run_dir(root: str | Path, label: str) -> Path:

@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -24,7 +25,8 @@ from mtc_core import runs
 from mtc_core.models.base import MAX_PARAMETERS
 
 MAX_WEIGHTS_BYTES = MAX_PARAMETERS * 8 + runs.MAX_HEADER_BYTES  # float64 weights of the largest model a config may describe
-LIMITS = {runs.WEIGHTS: MAX_WEIGHTS_BYTES, runs.CONFIG: runs.MAX_JSON_BYTES, runs.METRICS: runs.MAX_JSON_BYTES, runs.HISTORY: runs.MAX_HISTORY_BYTES}
+LIMITS = {runs.WEIGHTS: MAX_WEIGHTS_BYTES, runs.CONFIG: runs.MAX_JSON_BYTES, runs.METRICS: runs.MAX_JSON_BYTES,
+          runs.HISTORY: runs.MAX_IMPORTED_HISTORY_BYTES}
 REQUIRED = (runs.WEIGHTS, runs.CONFIG)
 MAX_ARCHIVE_BYTES = sum(LIMITS.values())
 MAX_MEMBERS = 16
@@ -58,6 +60,11 @@ def _member_name(info: zipfile.ZipInfo) -> PurePosixPath:
 def _plan(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """run file name -> member: every member checked, at most one top-level folder around the files."""
     infos = archive.infolist()
+    seen = Counter(str(PurePosixPath(info.filename)) for info in infos)  # "./a" and "a//b" name what "a" and "a/b" name
+    twice = sorted(name for name, count in seen.items() if count > 1)
+    if twice:  # first: which copy a reader takes is up to the reader (zipfile takes the last), so no other check is sound
+        raise ImportRefused(f"the archive holds {len(twice)} name(s) more than once ({', '.join(map(repr, twice[:3]))}); "
+                            "zip the run folder again")
     if len(infos) > MAX_MEMBERS:
         raise ImportRefused(f"the archive holds {len(infos)} members; a run has at most {len(LIMITS)} files")
     files = {}
@@ -83,7 +90,8 @@ def _plan(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         if path.name in plan:
             raise ImportRefused(f"the archive holds {path.name} twice")
         if info.file_size > LIMITS[path.name]:
-            raise ImportRefused(f"{path.name}: {info.file_size:,} bytes, over the limit of {LIMITS[path.name]:,}")
+            raise ImportRefused(f"{path.name}: {info.file_size:,} bytes, over the limit of {LIMITS[path.name]:,}"
+                                + (" for an imported run's history" if path.name == runs.HISTORY else ""))
         plan[path.name] = info
     missing = [name for name in REQUIRED if name not in plan]
     if missing:
@@ -94,20 +102,26 @@ def _plan(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 def _copy_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> None:
     """Copy one member, counting the bytes really read: a member that decompresses past its limit is refused."""
     written = 0
-    with archive.open(info) as source, open(target, "wb") as out:
-        while chunk := source.read(1 << 20):
-            written += len(chunk)
-            if written > limit:
-                raise ImportRefused(f"{target.name}: decompresses past the limit of {limit:,} bytes")
-            out.write(chunk)
+    try:
+        with archive.open(info) as source, open(target, "wb") as out:
+            while chunk := source.read(1 << 20):
+                written += len(chunk)
+                if written > limit:
+                    raise ImportRefused(f"{target.name}: decompresses past the limit of {limit:,} bytes")
+                out.write(chunk)
+    except OSError as e:  # a full disk: name the run's file, not the temporary folder it was being written to
+        raise OSError(e.errno, e.strerror or str(e), target.name) from None
 
 
 def _validate(folder: Path) -> None:
-    """Exactly what loading the run will check: config, weights against the config, then metrics and history."""
-    runs.load_run(folder)
+    """Exactly what loading and listing the run will check: config, weights against the config, status and step,
+    then metrics and history (read line by line: one record in memory at a time)."""
+    _, config = runs.load_run(folder)
+    runs.check_run_state(config, folder / runs.CONFIG)
     if (folder / runs.METRICS).is_file() and not isinstance(runs.read_json(folder / runs.METRICS), dict):
         raise runs.CheckpointError(f"{runs.METRICS}: expected a JSON object")
-    runs.read_history(folder)
+    for _ in runs.iter_history(folder):
+        pass
 
 
 def import_run(archive: str | Path | bytes | BinaryIO, runs_root: str | Path, name: str) -> Path:

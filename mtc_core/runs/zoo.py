@@ -19,6 +19,7 @@ import torch
 
 from mtc_core import runs
 from mtc_core.runs import checkpoint as ckpt
+from mtc_core.runs.files import is_orphan_name
 
 INDEX = "index.json"
 INDEX_VERSION = 1
@@ -95,12 +96,18 @@ def add_run(run_dir: str | Path, root: str | Path, name: str, label: str, *, ove
                     shutil.copyfile(run_dir / file, tmp / file)
             runs.write_json(tmp / runs.CONFIG, {**config, "auxiliary_weights": False})
             runs.load_run(tmp)  # the copy loads as it is, before it replaces anything
+            added = not target.exists()
             _swap_in(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         entries.append({"path": str(target), "label": label, "model": config["model"]["name"], "dataset": dataset["name"]})
-        _write_index(root, entries)
+        try:
+            _write_index(root, entries)
+        except BaseException:  # a full disk: a new folder the index does not list would be a zoo model nothing lists
+            if added:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
     return target
 
 
@@ -108,7 +115,7 @@ def _foreign_files(folder: Path) -> list[str]:
     """What `folder` holds besides a run's files, its lock and the temporary files of a writer that died."""
     names = []
     for entry in folder.iterdir():
-        hidden_ok = entry.name == runs.LOCK or (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+        hidden_ok = entry.name == runs.LOCK or is_orphan_name(entry.name)
         if not (entry.is_file() and not entry.is_symlink() and (entry.name in ckpt.RUN_FILES or hidden_ok)):
             names.append(entry.name + ("/" if entry.is_dir() else ""))
     return sorted(names)
@@ -160,7 +167,7 @@ def _swap_in(new: Path, target: Path) -> None:
         old.rename(target)
         raise
     for entry in old.iterdir():
-        if entry.name in ckpt.RUN_FILES or entry.name == runs.LOCK or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+        if entry.name in ckpt.RUN_FILES or entry.name == runs.LOCK or is_orphan_name(entry.name):
             with contextlib.suppress(OSError):
                 entry.unlink()
     with contextlib.suppress(OSError):

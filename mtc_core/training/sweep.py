@@ -11,6 +11,7 @@ whose config.json says "complete" and resumes the interrupted ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,7 +43,8 @@ from mtc_core.training.sweep_spec import (
 from mtc_core.training.trainer import TrainConfig, train
 
 # the spec's names are part of this module's interface (the CLI and sweep_results call sweep.expand, ...)
-__all__ = ["ERROR", "EXECUTION", "MAX_RUNS", "MAX_SPEC_BYTES", "PER_RUN", "SWEEP", "Outcome", "SweepRun", "check_address", "count_runs",
+__all__ = ["ERROR", "EXECUTION", "MAX_RUNS", "MAX_SPEC_BYTES", "PER_RUN", "SWEEP", "Outcome", "SweepRun", "check_address",
+           "check_sweep_folder", "count_runs",
            "expand", "format_value", "load_spec", "parse_spec", "plan", "run_sweep", "select", "train_one"]
 
 SWEEP, ERROR = "sweep.json", "error.txt"
@@ -100,19 +102,39 @@ def plan(runs: list[SweepRun], out: Path) -> tuple[list[SweepRun], list[Outcome]
     return todo, finished, resumed
 
 
+def check_sweep_folder(spec: dict, out: Path) -> None:
+    """A sweep folder holds one spec: its sweep.json must record this one (the same spec resumes) or be absent.
+    ValueError otherwise: another spec's runs would sit beside this one's and its sweep.json be replaced."""
+    file = out / SWEEP
+    if not file.is_file():
+        return
+    try:
+        saved = files.read_json(file)
+    except ValueError as e:
+        raise ValueError(f"{e}; use another --out or delete it") from None
+    if not isinstance(saved, dict) or _plain_json(saved.get("spec")) != _plain_json(spec):
+        raise ValueError(f"{out} holds another sweep (its {SWEEP} records a different spec): use another --out or delete it")
+
+
+def _plain_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def train_one(name: str, config: TrainConfig, run_dir: str, threads: int, use_gpu: bool, command: str) -> Outcome:
     """One run, inside a Ray worker. Never raises: a failure is written to error.txt and returned."""
     start, run_dir = time.perf_counter(), Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ERROR).unlink(missing_ok=True)
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ERROR).unlink(missing_ok=True)
         torch.set_num_threads(threads)
         if use_gpu:
             config = dataclasses.replace(config, device="cuda")  # Ray points CUDA_VISIBLE_DEVICES at this task's GPUs
         result = train(config, run_dir, command=command, resume=True)
     except Exception as e:
-        (run_dir / ERROR).write_text(traceback.format_exc())
-        return Outcome(name, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - start)
+        with contextlib.suppress(OSError):  # a full disk may not take the traceback either; the outcome says it
+            (run_dir / ERROR).write_text(traceback.format_exc())
+        message = files.error_text(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+        return Outcome(name, "failed", message, time.perf_counter() - start)
     return Outcome(name, result.status, result.message, time.perf_counter() - start)
 
 
@@ -191,6 +213,7 @@ def run_sweep(spec: dict, out: str | Path, *, address: str | None = None, num_cp
     out = Path(out).resolve()  # workers do not share the driver's working directory
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder; give --out a folder")
+    check_sweep_folder(spec, out)
     todo, outcomes, resumed = plan(runs, out)
     if todo and not ray.is_initialized():
         check_address(address)  # before anything is written
@@ -244,8 +267,9 @@ def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[O
         try:
             outcome = ray.get(ref)
         except ray.exceptions.RayError as e:  # the worker died: the task could not report it itself
-            (out / run.name).mkdir(exist_ok=True)
-            (out / run.name / ERROR).write_text(str(e))
+            with contextlib.suppress(OSError):
+                (out / run.name).mkdir(exist_ok=True)
+                (out / run.name / ERROR).write_text(str(e))
             outcome = Outcome(run.name, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         outcomes.append(outcome)
         if outcome.status != "failed":

@@ -11,6 +11,7 @@ refuses. A folder holding a run is never overwritten without `overwrite=True`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -61,14 +62,23 @@ class TrainConfig:
         if not isinstance(self.model_params, dict):
             raise ValueError(f"model_params must be a dict of the model's config fields, got {runs.short_repr(self.model_params)}")
         try:  # unknown fields and sizes over models.base.SIZE_LIMITS, before any work
-            model_class(self.model).Config.from_dict(dict(self.model_params))
+            model_config = model_class(self.model).Config.from_dict(dict(self.model_params))
         except TypeError as e:
             raise ValueError(f"model_params: {e}") from None
+        check_eval_size(self.eval_size, model_config.latent_dim)
         runs.check_dataset_spec(self.dataset)
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
         return dataclass_from_dict(cls, params)
+
+
+def check_eval_size(eval_size: int, latent_dim: int) -> None:
+    """The held-out batch of each history record must hold more points than there are latents: the covariance of
+    fewer is singular, and its Gaussian TC infinite."""
+    if eval_size <= latent_dim:
+        raise ValueError(f"eval_size {eval_size} must exceed latent_dim {latent_dim} (the Gaussian TC of a batch no larger than "
+                         f"the latent size is infinite): raise eval_size above {latent_dim} or lower latent_dim")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -129,6 +139,9 @@ class Callback:
     def on_eval(self, *, step: int, record: dict[str, Any]) -> None: ...
 
     def on_end(self, *, status: str, message: str, step: int, run_dir: Path) -> None: ...
+
+    def on_failure(self, *, error: Exception) -> None:
+        """The training stopped on an error, which `train` raises next (config.json then says "failed")."""
 
 
 @dataclass
@@ -234,14 +247,52 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
     dataset = make_dataset(config.dataset)
     x_eval = _images(dataset, config.eval_size, np.random.default_rng([config.seed, 1]), device)  # held out: its own stream
     run = _build(config, run_dir, device, dataset, command)
-    model, optimizer, start = run.model, run.optimizers[0], 0
+    start = 0
     if resuming:
-        start, run.history = ckpt.restore(run_dir, model=model, optimizers=run.optimizers, rng=run.rng, noise=model.noise,
+        start, run.history = ckpt.restore(run_dir, model=run.model, optimizers=run.optimizers, rng=run.rng, noise=run.model.noise,
                                           run=run.identity, steps=config.steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.clean_orphans(run_dir)  # this trainer owns the folder now: a temporary file in it is from a writer that died
     if existing and not resuming:  # the run being replaced (overwrite), or what a first checkpoint left before a kill
         ckpt.remove_run_files(run_dir)
+    try:
+        return _run(run, dataset, x_eval, device, start, callbacks, cancel)
+    except Exception as error:  # not a kill (BaseException): that leaves the run "running", to resume
+        told = _failed(run_dir, error)
+        for cb in callbacks:
+            with contextlib.suppress(Exception):
+                cb.on_failure(error=told)
+        if told is error:
+            raise
+        raise told from error
+
+
+def _failed(run_dir: Path, error: Exception) -> Exception:
+    """Leave nothing that claims to run: a run whose config.json says "running" is marked "failed" with the error (it
+    resumes from its last checkpoint); a first checkpoint that never finished is removed (the lock then removes a
+    folder it made, and nothing else lists an empty one). Returns the error to raise: a full disk's says what was kept."""
+    reason = (runs.error_text(error) if isinstance(error, OSError) else " ".join(f"{type(error).__name__}: {error}".split()))[:500]
+    kept = ""
+    try:
+        if (run_dir / runs.CONFIG).is_file():
+            config = runs.read_json(run_dir / runs.CONFIG)
+            if isinstance(config, dict) and config.get("status") in ("running", "failed"):
+                kept = f"the run stays at its last checkpoint (step {config.get('step')}): resume it once there is space"
+                runs.write_json(run_dir / runs.CONFIG, {**config, "status": "failed", "message": reason})
+        else:
+            ckpt.remove_run_files(run_dir)
+            kept = "nothing of the run was kept: start it again once there is space"
+    except (OSError, ValueError):  # the disk is still full: the run stays "running" (listed as interrupted), to resume
+        pass
+    if runs.is_disk_full(error) and kept:
+        return OSError(error.errno, f"{error.strerror or 'No space left on device'}; {kept}", error.filename)
+    return error
+
+
+def _run(run: _RunFolder, dataset: GroundTruthDataset, x_eval: torch.Tensor, device: torch.device, start: int,
+         callbacks: tuple[Callback, ...] | list[Callback], cancel: threading.Event | None) -> TrainResult:
+    """The training loop of `train`, from its first checkpoint to its last."""
+    config, run_dir, model, optimizer = run.config, run.run_dir, run.model, run.optimizers[0]
     for cb in callbacks:
         cb.on_start(run_dir=run_dir, config=config, start_step=start)
     if start == 0:
@@ -309,3 +360,7 @@ class TqdmCallback(Callback):
 
     def on_end(self, *, status, message, step, run_dir):
         self.bar.close()
+
+    def on_failure(self, *, error):
+        if hasattr(self, "bar"):
+            self.bar.close()  # so that the error line starts a line of its own

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mtc_core import runs
 from mtc_core.training.trainer import Callback, TrainConfig, train
 
 TRAIN_NICE = 5  # a training process's niceness above the server's
@@ -94,7 +95,7 @@ def main() -> None:
         train(TrainConfig.from_dict(request["config"]), request["run_dir"], callbacks=[ProgressLines(threads)], cancel=cancel,
               command=request["command"], resume=request["resume"])
     except Exception as error:  # reported to the app's job; the process then ends
-        ProgressLines.say("error", f"{type(error).__name__}: {error}")
+        ProgressLines.say("error", runs.error_text(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,70 @@ def activity_bars(var_mu: np.ndarray, mean_sigma2: np.ndarray, threshold: float 
     return fig
 
 
+PART_STYLES = {"active": ("among active latents", "#7f7f7f"), "between": ("between active and passive, I(A; P)", "#ff7f0e"),
+               "passive": ("among passive latents", "#c7c7c7")}
+
+
+def _vertical(x: float, top: float, name: str, dash: str, colour: str = "grey") -> go.Scatter:
+    # a vertical line as a trace, not a shape: a shape's x on a log axis would have to be given as log10(x)
+    return go.Scatter(x=[x, x], y=[0, top], mode="lines", name=name, line={"dash": dash, "color": colour, "width": 1}, hoverinfo="skip")
+
+
+def activity_curves(activity: dict, chosen: float | None = None) -> go.Figure:
+    """One TC report's activity curve (`report["activity"]`): the mean codes' Gaussian TC among active latents, between
+    active and passive and among passive latents, and the sampled codes' among active latents, against the cut
+    Var(mu_j) > t on a log axis; the cut chosen from the data marked, the range of cuts that leave its active set in
+    place shaded, and `chosen` (another cut) marked when given. Hover: the number of active latents."""
+    curve, t0 = activity["curve"], activity["threshold"]
+    x, counts = curve["thresholds"], curve["active_count"]
+    hover = "Var(mu_j) > %{x:.3g}: %{y:.3f} nats, %{customdata} active latents<extra>%{fullData.name}</extra>"
+    fig = go.Figure()
+    top = max([*curve["mean"]["active"], *curve["mean"]["between"], *curve["mean"]["passive"], *curve["sampled"]["active"], 0.01]) * 1.08
+    if activity.get("stable"):
+        lo, hi = activity["stable"]
+        fig.add_trace(go.Scatter(x=[lo, hi, hi, lo, lo], y=[0, 0, top, top, 0], fill="toself", mode="none", fillcolor="rgba(0,0,0,0.07)",
+                                 name="cuts that leave the active set in place", hoverinfo="skip"))
+    for part, (title, colour) in PART_STYLES.items():
+        fig.add_trace(go.Scatter(x=x, y=curve["mean"][part], customdata=counts, mode="lines+markers", name=f"mean codes, {title}",
+                                 line={"color": colour}, marker={"size": 5}, hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=x, y=curve["sampled"]["active"], customdata=counts, mode="lines", name="sampled codes, among active latents",
+                             line={"color": SAMPLED_COLOUR, "dash": "dot"}, hovertemplate=hover))
+    fig.add_trace(_vertical(t0, top, f"cut chosen from the data: {t0:.3g}", "dash"))
+    if chosen is not None and not np.isclose(chosen, t0):
+        fig.add_trace(_vertical(chosen, top, f"cut shown above: {chosen:.3g}", "dot", "black"))
+    fig.update_layout(xaxis={"type": "log", "title": "activity cut t: a latent is active when Var(mu_j) > t", "exponentformat": "power"},
+                      yaxis={"title": "Gaussian TC (nats, bias-corrected)", "rangemode": "tozero"},
+                      height=400, margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def active_tc_curves(curves: list[dict], colours: dict[str, str] | None = None) -> go.Figure:
+    """The mean codes' Gaussian TC among active latents against the activity cut (log axis), one line per configuration
+    (its mean over seeds; `thresholds.configuration_curves`: {"label", "thresholds", "mean", "per_seed", "defaults"}),
+    each seed's own curve faint beside it and its chosen cut as a dot on the configuration's line. `colours`: label ->
+    colour (else plotly's)."""
+    fig = go.Figure()
+    for c in curves:
+        colour = (colours or {}).get(c["label"])
+        line = {"color": colour} if colour else {}
+        group = c["label"]
+        fig.add_trace(go.Scatter(x=c["thresholds"], y=c["mean"], mode="lines", name=c["label"], legendgroup=group, line=line,
+                                 hovertemplate=f"{c['label']}<br>Var(mu_j) > %{{x:.3g}}: %{{y:.3f}} nats (mean over seeds)<extra></extra>"))
+        if len(c["per_seed"]) > 1:
+            for seed, values in zip(c.get("seeds") or [None] * len(c["per_seed"]), c["per_seed"], strict=True):
+                fig.add_trace(go.Scatter(x=c["thresholds"], y=values, mode="lines", legendgroup=group, showlegend=False, opacity=0.35,
+                                         line={**line, "width": 1, "dash": "dot"},
+                                         hovertemplate=f"{c['label']}, seed {seed}<br>Var(mu_j) > %{{x:.3g}}: %{{y:.3f}} nats<extra></extra>"))
+        at = [int(np.argmin(np.abs(np.log(np.asarray(c["thresholds"]) / t)))) for t in c["defaults"]]
+        fig.add_trace(go.Scatter(x=c["defaults"], y=[c["mean"][i] for i in at], mode="markers", legendgroup=group, showlegend=False,
+                                 marker={**({"color": colour} if colour else {}), "size": 8, "symbol": "circle-open"},
+                                 hovertemplate=f"{c['label']}: a seed's cut chosen from the data, %{{x:.3g}}<extra></extra>"))
+    fig.update_layout(xaxis={"type": "log", "title": "activity cut t: a latent is active when Var(mu_j) > t", "exponentformat": "power"},
+                      yaxis={"title": "TC of the mean codes among active latents (Gaussian, nats)", "rangemode": "tozero"},
+                      height=420, margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 def latent_pair_scatter(mean_codes: np.ndarray, sampled_codes: np.ndarray, i: int, j: int,
                         colour: np.ndarray | None = None, colour_name: str = "", max_points: int = 2000,
                         classes: list[str] | None = None) -> go.Figure:
