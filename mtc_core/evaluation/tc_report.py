@@ -37,7 +37,8 @@ from mtc_core.estimators.sampling import draw_sampled_codes
 from mtc_core.metrics.activity import THRESHOLD_RULE, choose_threshold, curve_thresholds, is_active, stable_range
 
 CODES = ("mean", "sampled")
-REPORT_VERSION = 2  # 2: bias-corrected Gaussian TC, clipped at 0, the activity curve, the mixture apart
+REPORT_VERSION = 3  # 2: bias-corrected Gaussian TC, clipped at 0, the activity curve, the mixture apart;
+# 3: the kNN bias correction measured against the surrogates' exact TC (`estimators.offline.tc_knn`)
 PARTS = ("all", "active", "passive", "between")
 
 
