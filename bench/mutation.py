@@ -107,7 +107,7 @@ BREAKS = (
           (("        return kl, {}\n", "        return torch.zeros_like(kl), {}\n"),),
           "the plain VAE's regulariser returns 0 instead of the KL it is given"),
     Break("base_kl_double_counted", "mtc_core/models/base.py",
-          (('return reg, {"kl": kl.item(), **logs}', 'return reg + kl, {"kl": kl.item(), **logs}'),),
+          (("return reg, logs if lazy else read_logs(logs)", "return reg + kl, logs if lazy else read_logs(logs)"),),
           "the base adds the KL again to what the variant's regulariser returns"),
     Break("base_kl_detached", "mtc_core/models/base.py",
           (('self.regulariser(kl, out["mu"]', 'self.regulariser(kl.detach(), out["mu"]'),),

@@ -416,9 +416,9 @@ def test_a_folder_of_another_spec_is_refused_and_the_same_spec_resumes(tmp_path,
 def test_a_full_disk_fails_a_sweep_run_alone_with_one_line(tmp_path, disk_full):
     [run] = sweep.expand(ONE)
     disk_full()
-    outcome = sweep.train_one(run.name, run.config, str(tmp_path / run.name), 1, False, "pytest")
+    outcome = sweep.train_one(run.name, run.config, str(tmp_path), 1, False, "pytest")
     assert outcome.status == "failed" and outcome.message == (
         f"{tmp_path / run.name / runs.HISTORY}: No space left on device; nothing of the run was kept: start it again once "
         f"there is space")
     disk_full.off()
-    assert sweep.train_one(run.name, run.config, str(tmp_path / run.name), 1, False, "pytest").status == "complete"
+    assert sweep.train_one(run.name, run.config, str(tmp_path), 1, False, "pytest").status == "complete"

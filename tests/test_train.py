@@ -186,10 +186,10 @@ class _Boom(RuntimeError):
 
 
 def test_a_trainer_that_dies_of_an_error_marks_its_run_failed_and_it_resumes(tmp_path, tiny_config, monkeypatch):
-    from mtc_core.training import trainer
+    from mtc_core.training import device_loop
     from services import run_listing
 
-    real, calls = trainer.eval_record, {"n": 0}
+    real, calls = device_loop.eval_record, {"n": 0}
 
     def eval_record(model, x):
         calls["n"] += 1
@@ -197,7 +197,7 @@ def test_a_trainer_that_dies_of_an_error_marks_its_run_failed_and_it_resumes(tmp
             raise _Boom("the evaluation broke")
         return real(model, x)
 
-    monkeypatch.setattr(trainer, "eval_record", eval_record)
+    monkeypatch.setattr(device_loop, "eval_record", eval_record)  # the trainer's steps (train_steps) live there
     monkeypatch.setenv("MTC_RUNS_DIR", str(tmp_path))
     with pytest.raises(_Boom):
         train(tiny_config(), tmp_path / "run")

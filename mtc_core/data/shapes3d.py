@@ -310,5 +310,28 @@ class Shapes3D(GroundTruthDataset):
         np.matmul(surfaces, tables["band"][entry], out=images[:, :, r0:r1])
         return images.reshape(n, 3, IMAGE_SIZE, IMAGE_SIZE)
 
+    def render_torch(self, factors):
+        """`render` in torch on the device of `factors` (a `[N, 6]` int64 tensor of valid factors, as `sample_factors`
+        draws them): the same table lookups, and the band's float32 product done by torch there, so the pixels agree
+        with `render`'s to float rounding (about 1e-7), not bit for bit."""
+        import torch
+
+        tables, hues = self._device_tables(factors.device), len(HUES)
+        floor_hue, wall_hue, object_hue, scale, shape, orientation = factors.unbind(1)
+        colours = tables["colours"]
+        surfaces = torch.stack([colours[floor_hue], colours[wall_hue], colours[object_hue]], dim=2)  # [n, channel, surface]
+        band = torch.bmm(surfaces, tables["band"][(shape * len(SCALES) + scale) * len(ORIENTATIONS) + orientation])
+        images = torch.cat([tables["top"][orientation * hues + wall_hue], band, tables["bottom"][orientation * hues + floor_hue]], 2)
+        return images.view(len(factors), 3, IMAGE_SIZE, IMAGE_SIZE)
+
+    def _device_tables(self, device) -> dict:
+        """`scene_tables()` as float32 tensors on `device`, copied once per device."""
+        import torch
+
+        cache = self.__dict__.setdefault("_on_device", {})
+        if device not in cache:
+            cache[device] = {key: torch.as_tensor(np.array(table), device=device) for key, table in self._tables.items()}
+        return cache[device]
+
     def spec(self) -> dict:
         return {"name": self.name}

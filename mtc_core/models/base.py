@@ -163,31 +163,42 @@ class VAE(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The variant's hook: the loss term beside the reconstruction, given the batch-mean KL `kl` (a scalar tensor the
         base computed), the posterior mu, logvar [B, D], the sampled codes z [B, D] and the step; (term, logs of what is
-        special to the variant). Plain VAE: the KL itself."""
+        special to the variant, as detached scalar tensors: reading one as a number waits for the device, so the base
+        does it only when asked). Plain VAE: the KL itself."""
         return kl, {}
 
-    def regularisation(self, out: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def regularisation(self, out: dict[str, torch.Tensor], step: int, *,
+                       lazy: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
         """Everything but the reconstruction: the KL, computed once here, through the variant's `regulariser`;
-        (term, logs with "kl" first)."""
+        (term, logs with "kl" first). lazy=True: the logs stay detached scalar tensors on the model's device."""
         kl = gaussian_kl(out["mu"], out["logvar"]).sum(1).mean()
         reg, logs = self.regulariser(kl, out["mu"], out["logvar"], out["z"], step)
-        return reg, {"kl": kl.item(), **logs}
+        logs = {"kl": kl.detach(), **logs}
+        return reg, logs if lazy else read_logs(logs)
 
-    def loss(self, x: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
-        """Returns (loss, logs, forward outputs) for a batch x [B, C, H, W] in [0, 1]."""
+    def loss(self, x: torch.Tensor, step: int = 0, *,
+             lazy: bool = False) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        """Returns (loss, logs, forward outputs) for a batch x [B, C, H, W] in [0, 1]. The logs are numbers, or with
+        lazy=True detached scalar tensors left on the device (the trainer reads them only when it records them)."""
         out = self(x)
         recon = self.reconstruction(x, out["logits"])
-        reg, logs = self.regularisation(out, step)
+        reg, logs = self.regularisation(out, step, lazy=True)
         loss = recon + reg
-        return loss, {"loss": loss.item(), "recon": recon.item(), **logs}, out
+        logs = {"loss": loss.detach(), "recon": recon.detach(), **logs}
+        return loss, logs if lazy else read_logs(logs), out
 
     def vae_parameters(self) -> list[nn.Parameter]:
         """Parameters of the main optimiser (a variant with its own auxiliary nets excludes them)."""
         return list(self.parameters())
 
-    def auxiliary_step(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Hook run after the main optimiser step (FactorVAE trains its discriminator here)."""
+    def auxiliary_step(self, out: dict[str, torch.Tensor], *, lazy: bool = False) -> dict[str, float]:
+        """Hook run after the main optimiser step (FactorVAE trains its discriminator here); its logs as `loss`'s."""
         return {}
+
+
+def read_logs(logs: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """Logs as numbers: each scalar tensor read (`.item()`, which waits for the device), numbers kept."""
+    return {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in logs.items()}

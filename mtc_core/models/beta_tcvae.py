@@ -50,8 +50,8 @@ class BetaTCVAE(VAE):
     display_name, colour, swept_field = "beta-TCVAE", "#1f77b4", "beta"
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         parts = kl_decomposition({"z": z, "mu": mu, "logvar": logvar}, c.dataset_size, c.estimator)
         reg = kl + (c.alpha - 1) * parts["mi"] + (c.beta - 1) * parts["tc"] + (c.gamma - 1) * parts["dwkl"]
-        return reg, {k: v.item() for k, v in parts.items()}
+        return reg, {k: v.detach() for k, v in parts.items()}

@@ -27,5 +27,5 @@ class BetaVAE(VAE):
     display_name, colour, swept_field = "beta-VAE", "#bcbd22", "beta"
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.config.beta * kl, {}

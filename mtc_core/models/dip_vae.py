@@ -47,7 +47,7 @@ class DIPVAE(VAE):
     display_name, colour, swept_field = "DIP-VAE", "#9467bd", "lambda_od"
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         dip = dip_penalty(mu, logvar, c.dip_type, c.lambda_od, c.lambda_d)
-        return kl + dip, {"dip": dip.item()}
+        return kl + dip, {"dip": dip.detach()}

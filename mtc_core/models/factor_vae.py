@@ -51,16 +51,16 @@ class FactorVAE(VAE):
         return self._disc_optimizer
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        return kl + self.config.gamma * tc, {"tc_disc": tc.item()}
+        return kl + self.config.gamma * tc, {"tc_disc": tc.detach()}
 
     def vae_parameters(self) -> list[torch.nn.Parameter]:
         disc = {id(p) for p in self.discriminator.parameters()}
         return [p for p in self.parameters() if id(p) not in disc]
 
-    def auxiliary_step(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
+    def auxiliary_step(self, out: dict[str, torch.Tensor], *, lazy: bool = False) -> dict[str, float]:
         z = out["z"].detach()
         logits_real, logits_fake = self.discriminator(z), self.discriminator(permute_dims(z, self.noise))
         real = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
@@ -68,4 +68,4 @@ class FactorVAE(VAE):
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.disc_optimizer.step()
-        return {"disc_loss": loss.item()}
+        return {"disc_loss": loss.detach() if lazy else loss.item()}

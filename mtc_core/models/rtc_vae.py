@@ -57,10 +57,10 @@ class RTCVAE(VAE):
     display_name, colour, swept_field = "RTC-VAE", "#2ca02c", "lambda_t"
 
     def regulariser(self, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         tc = kl_decomposition({"z": z, "mu": mu, "logvar": logvar}, c.dataset_size, c.estimator)["tc"]
         tc_mean = mean_tc_penalty(mu, c.mean_tc, c.ridge, self.noise)
         ramp = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
         reg = kl + (c.beta - 1) * tc + ramp * c.lambda_t * tc_mean
-        return reg, {"tc": tc.item(), "tc_mean": tc_mean.item()}
+        return reg, {"tc": tc.detach(), "tc_mean": tc_mean.detach()}

@@ -6,6 +6,12 @@ the model's noise (`torch_rng`) and, in the header's metadata, the step, the num
 (model and its resolved config, train config, dataset spec, device type) and how many history records it had. It is
 written to a temporary file and renamed, so a kill at any moment leaves the previous checkpoint or this one whole.
 
+A checkpoint resumes on another device type (written on CUDA, resumed on the CPU, or the reverse: a sweep's retry on a
+mixed cluster): weights and Adam moments are mapped to the new device and the numpy generator (data sampling) is
+restored, so the run continues exactly up to device numerics. The noise generator lives on the device and its state
+cannot cross device types; it is reseeded deterministically from the run's seed and the step (`reseeded_noise`), and
+the run says so in config.json (`resume_notes`, carried by every later checkpoint).
+
 The trainer writes history.jsonl before the checkpoint (so history.jsonl always holds every record up to the
 checkpoint's step) and model.safetensors and config.json after it (what readers load); a resume takes the records up
 to the checkpoint's step and refuses when some are missing.
@@ -34,6 +40,7 @@ LEGACY_STATE, LEGACY_TENSORS = "trainer_state.json", "trainer_state.safetensors"
 RUN_FILES = (runs.WEIGHTS, runs.CONFIG, runs.METRICS, runs.HISTORY, CHECKPOINT, LEGACY_STATE, LEGACY_TENSORS)
 # Train settings a resume may change: how long, where and how often to save; everything else changes what is computed.
 RESUME_MAY_CHANGE = ("steps", "device", "num_threads", "checkpoint_every")
+MAX_RNG_STATE_BYTES = 1 << 20  # a torch generator state of another device type (CPU: 5,056 bytes, CUDA: 16)
 ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")  # what torch.optim.Adam keeps per parameter
 _OPTIM_NAME = re.compile(r"optim\.(\d+)\.(\d+)\.(\w+)")
 
@@ -78,7 +85,10 @@ def restore(run_dir: Path, *, model: torch.nn.Module, optimizers: list[torch.opt
             noise: torch.Generator, run: dict[str, Any], steps: int) -> tuple[int, list[dict]]:
     """Load the run's last checkpoint into model, optimisers and generators after checking that it belongs to the run
     `run` describes and reaches at most `steps`. Returns (its step, the history records up to it).
-    CheckpointError (a ValueError) naming the problem; nothing is changed on a refusal."""
+    CheckpointError (a ValueError) naming the problem; nothing is changed on a refusal.
+
+    A checkpoint of another device type reseeds `noise` (see the module docstring) and appends a sentence saying so to
+    run["resume_notes"], which also receives the notes of earlier resumes the checkpoint carries."""
     if (run_dir / CHECKPOINT).is_file():
         tensors, meta = _read_checkpoint(run_dir / CHECKPOINT, model, optimizers, noise, run)
     else:
@@ -107,20 +117,54 @@ def restore(run_dir: Path, *, model: torch.nn.Module, optimizers: list[torch.opt
                 # a copy: the loaded tensor maps the file, Adam updates its moments in place
                 state.setdefault(int(match[2]), {})[match[3]] = value.clone()
         opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-    noise.set_state(tensors["torch_rng"])
+    saved_device = meta["run"].get("device") if isinstance(meta.get("run"), dict) else None
+    notes = [n for n in meta["run"].get("resume_notes", []) if isinstance(n, str)] if isinstance(meta.get("run"), dict) else []
+    if _other_device(saved_device, noise):
+        seed = reseeded_noise(noise, run["train"].get("seed", 0), step)
+        notes.append(f"resumed at step {step} on {noise.device.type} from a checkpoint written on {saved_device}: weights, "
+                     f"optimiser moments and the data sampler continue exactly; the {saved_device} noise generator's state "
+                     f"cannot cross device types, so the noise stream was reseeded deterministically from the seed and the "
+                     f"step ({seed})")
+    else:
+        noise.set_state(tensors["torch_rng"])
+    if notes:
+        run["resume_notes"] = notes
     rng.bit_generator.state = saved_rng.bit_generator.state
     return step, history
 
 
+def reseeded_noise(noise: torch.Generator, seed: int, step: int) -> int:
+    """Seed `noise` from the run's seed and the step (the same pair always gives the same stream); returns the seed."""
+    value = int(np.random.SeedSequence([int(seed), int(step), 0x6E6F6973]).generate_state(1, np.uint64)[0] >> 1)
+    noise.manual_seed(value)
+    return value
+
+
+def _other_device(saved: Any, noise: torch.Generator) -> bool:
+    return isinstance(saved, str) and saved != noise.device.type
+
+
+def _rng_expectation(file: Path, header: dict, saved_device: Any, noise: torch.Generator) -> torch.Tensor:
+    """What torch_rng must be: the state of `noise` itself, or for a checkpoint of another device type a uint8 vector of
+    at most MAX_RNG_STATE_BYTES (it is not loaded into `noise`, whose device cannot take it)."""
+    state = noise.get_state()
+    if not _other_device(saved_device, noise):
+        return torch.empty(state.shape, dtype=state.dtype, device="meta")
+    info = header.get("torch_rng")
+    if info is None or info.dtype != "U8" or len(info.shape) != 1 or not 0 < info.shape[0] <= MAX_RNG_STATE_BYTES:
+        raise runs.CheckpointError(f"{file}: torch_rng must be a uint8 vector of at most {MAX_RNG_STATE_BYTES} bytes")
+    return torch.empty(info.shape, dtype=torch.uint8, device="meta")
+
+
 def check_same_run(saved: Any, run: dict[str, Any], where: Path) -> None:
     """CheckpointError listing what differs between the run a checkpoint belongs to and the one asked for: the model
-    (registry key and resolved config), the dataset spec, the device type and every train setting outside
-    RESUME_MAY_CHANGE."""
+    (registry key and resolved config), the dataset spec and every train setting outside RESUME_MAY_CHANGE. The device
+    type may change (`restore` maps the state to the new device)."""
     if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
         raise runs.CheckpointError(f"{where}: the checkpoint does not say which run it belongs to")
     saved, run = _json(saved), _json(run)
     differences = []
-    for key in ("model", "dataset", "device"):
+    for key in ("model", "dataset"):
         if saved.get(key) != run[key]:
             differences.append(f"{key} {_describe(saved.get(key))} -> {_describe(run[key])}")
     ignored = {"model", "model_params", "dataset", *RESUME_MAY_CHANGE}  # model and dataset are compared resolved, above
@@ -189,8 +233,7 @@ def _read_checkpoint(file: Path, model, optimizers, noise, run) -> tuple[dict[st
         raise runs.CheckpointError(f"{file}: not an mtc_core checkpoint (no mtc_checkpoint metadata)")
     meta = _check_meta(runs.parse_json(metadata["mtc_checkpoint"], f"{file} metadata"), file)
     check_same_run(meta.get("run"), run, file)  # before the tensors: another run's are refused by what differs, not by shape
-    state = noise.get_state()
-    expected = {**_model_expectation(model, "model."), "torch_rng": torch.empty(state.shape, dtype=state.dtype, device="meta"),
+    expected = {**_model_expectation(model, "model."), "torch_rng": _rng_expectation(file, header, meta["run"].get("device"), noise),
                 **_expected_optimizer_tensors([n for n in header if n.startswith("optim.")], optimizers, file)}
     return _read_exact(file, expected), meta
 
@@ -256,11 +299,10 @@ def _read_legacy(run_dir: Path, model, optimizers, noise, run) -> tuple[dict[str
              "device": device_type(config.get("device")), "command": config.get("command")}
     check_same_run(saved, run, run_dir / runs.CONFIG)
     header, _ = runs.read_safetensors_header(run_dir / LEGACY_TENSORS)
-    state = noise.get_state()
-    expected = {"torch_rng": torch.empty(state.shape, dtype=state.dtype, device="meta"),
+    expected = {"torch_rng": _rng_expectation(run_dir / LEGACY_TENSORS, header, saved["device"], noise),
                 **{name[len("optim."):]: t for name, t in _expected_optimizer_tensors(
                     [f"optim.{n}" for n in header if n != "torch_rng"], optimizers, run_dir / LEGACY_TENSORS).items()}}
     tensors = {f"optim.{name}" if name != "torch_rng" else name: t for name, t in _read_exact(run_dir / LEGACY_TENSORS, expected).items()}
     weights = _read_exact(run_dir / runs.WEIGHTS, _model_expectation(model))
     tensors.update({f"model.{name}": t for name, t in weights.items()})
-    return tensors, {**meta, "history_records": None}
+    return tensors, {**meta, "history_records": None, "run": saved}

@@ -89,7 +89,24 @@ def history_tc(record: dict, code: str) -> float | None:
     shipped zoo's histories) hold the plug-in Gaussian TC, about D(D - 1) / 4B above it at batch size B (0.044 nats
     for 10 latents at B = 512). Older histories still kept the Gaussian TC of the mean codes as "tc_mean" (a ridge
     of 1e-8 apart); their "tc_sampled" was the minibatch MSS, biased at batch 512 against the dataset size
-    (negative in most records), so it is not read.
+    (negative in most records), so it is not read; "tc_mean" / "tc_sampled" beside a "tc_estimator" are read as
+    that estimator's values.
     """
-    value = record.get(f"tc_gaussian_{code}", record.get("tc_mean") if code == "mean" else None)
-    return value if isinstance(value, int | float) else None
+    value = record.get(f"tc_gaussian_{code}")
+    if value is None and ("tc_estimator" in record or code == "mean"):  # "tc_sampled" counts only beside its estimator
+        value = record.get(f"tc_{code}")
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def history_tc_estimator(history: list[dict]) -> str:
+    """In words, the estimator behind a history's TCs (`history_tc`), for a chart's legend or caption: the
+    bias-corrected Gaussian TC of the held-out batch, or, in a history without "tc_estimator" (the shipped zoo's),
+    the plug-in Gaussian TC."""
+    record = next((r for r in reversed(history) if history_tc(r, "mean") is not None or history_tc(r, "sampled") is not None), None)
+    if record is None:
+        return "no TC recorded"
+    size = f", held-out batch of {record['tc_n']}" if isinstance(record.get("tc_n"), int) else ""
+    if "tc_estimator" in record:
+        return f"Gaussian, bias-corrected{size}"
+    return f"Gaussian plug-in, not bias-corrected{size}: an older history"
+

@@ -6,6 +6,11 @@ is fixed, with no search or early stopping, and every run already checkpoints an
 resume=True)), so Ray Tune's trial management would only add a second directory layout. A rerun skips the runs
 whose config.json says "complete" and resumes the interrupted ones.
 
+On a cluster (`sweep_worker`, `sweep_cluster`): a run trained on a disk that is not the driver's comes home through
+Ray's object store; the progress lines follow the nodes alive (lost and joined nodes, runs retried after a lost
+worker or node, the slots left); SIGTERM, SIGHUP and SIGINT cancel the runs and shut down the Ray instance the sweep
+started, and a worker whose driver is gone stops before its next write.
+
 `mtc_core.evaluation.sweep_results` turns a sweep folder into the table and the TC-vs-regularisation figure.
 """
 
@@ -16,17 +21,16 @@ import dataclasses
 import json
 import os
 import re
+import secrets
 import socket
 import statistics
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from mtc_core.data.spec import short_repr
 from mtc_core.runs import files
+from mtc_core.training.sweep_cluster import ClusterView, bring_back, ending_on_signals, ray_errors_in_one_line, ship
+from mtc_core.training.sweep_reaper import Reaper, descendants, end_processes, started_since
 from mtc_core.training.sweep_spec import (
     EXECUTION,
     MAX_RUNS,
@@ -40,32 +44,24 @@ from mtc_core.training.sweep_spec import (
     parse_spec,
     select,
 )
-from mtc_core.training.trainer import TrainConfig, train
+from mtc_core.training.sweep_worker import ERROR, TOKEN, Outcome, driver_identity, train_one
+from mtc_core.training.trainer import without_defaults
 
 # the spec's names are part of this module's interface (the CLI and sweep_results call sweep.expand, ...)
 __all__ = ["ERROR", "EXECUTION", "MAX_RUNS", "MAX_SPEC_BYTES", "PER_RUN", "SWEEP", "Outcome", "SweepRun", "check_address",
            "check_sweep_folder", "count_runs",
            "expand", "format_value", "load_spec", "parse_spec", "plan", "run_sweep", "select", "train_one"]
 
-SWEEP, ERROR = "sweep.json", "error.txt"
+SWEEP = "sweep.json"
 
 ADDRESS_TIMEOUT_S = 10.0  # how long a cluster address may take to answer before the sweep gives up
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    status: str  # complete | skipped (complete earlier) | diverged | failed (an exception)
-    message: str = ""
-    seconds: float = 0.0  # wall time of the task, 0 for a skipped run
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("complete", "skipped")
+WAIT_S = 5.0  # longest wait between two looks at the cluster (lost nodes are reported within it)
 
 
 def _comparable(train_config: dict) -> dict:
-    return json.loads(json.dumps({k: v for k, v in train_config.items() if k not in EXECUTION}))
+    """What must match between a run directory's train settings and the spec's: all but EXECUTION, the speed options
+    at their defaults left out (config.json names them only when on)."""
+    return json.loads(json.dumps({k: v for k, v in without_defaults(train_config).items() if k not in EXECUTION}))
 
 
 def plan(runs: list[SweepRun], out: Path) -> tuple[list[SweepRun], list[Outcome], int]:
@@ -118,24 +114,6 @@ def check_sweep_folder(spec: dict, out: Path) -> None:
 
 def _plain_json(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def train_one(name: str, config: TrainConfig, run_dir: str, threads: int, use_gpu: bool, command: str) -> Outcome:
-    """One run, inside a Ray worker. Never raises: a failure is written to error.txt and returned."""
-    start, run_dir = time.perf_counter(), Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ERROR).unlink(missing_ok=True)
-        torch.set_num_threads(threads)
-        if use_gpu:
-            config = dataclasses.replace(config, device="cuda")  # Ray points CUDA_VISIBLE_DEVICES at this task's GPUs
-        result = train(config, run_dir, command=command, resume=True)
-    except Exception as e:
-        with contextlib.suppress(OSError):  # a full disk may not take the traceback either; the outcome says it
-            (run_dir / ERROR).write_text(traceback.format_exc())
-        message = files.error_text(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-        return Outcome(name, "failed", message, time.perf_counter() - start)
-    return Outcome(name, result.status, result.message, time.perf_counter() - start)
 
 
 def _duration(seconds: float) -> str:
@@ -228,56 +206,121 @@ def run_sweep(spec: dict, out: str | Path, *, address: str | None = None, num_cp
             log(f"  {o.name}: {o.status}: {o.message}")
     start = time.monotonic()
     if todo:
-        started = not ray.is_initialized()
-        if started:
-            try:
-                ray.init(address=address, num_cpus=num_cpus, include_dashboard=False)
-            except ConnectionError as e:
-                raise ConnectionError(f"{e}. Is Ray running there (ray start --head)? Since Ray 2.59 a cluster joined by its address "
-                                      "may need RAY_AUTH_MODE=token and the head's token (README, Sweeps)") from None
-        try:
-            outcomes += _run_tasks(ray, todo, out, len(runs), outcomes, cpus_per_run, gpus_per_run, command, log)
-        finally:
-            if started:
-                ray.shutdown()
+        outcomes += _train(ray, todo, out, len(runs), outcomes, address, num_cpus, cpus_per_run, gpus_per_run, command, log)
     failed = [o for o in outcomes if not o.ok]
+    retried = sum(o.attempt > 1 for o in outcomes)
     log(f"sweep finished in {_duration(time.monotonic() - start)}: {len(outcomes) - len(failed)} complete "
-        f"({sum(o.status == 'skipped' for o in outcomes)} skipped), {len(failed)} failed")
+        f"({sum(o.status == 'skipped' for o in outcomes)} skipped), {len(failed)} failed"
+        f"{f', {retried} retried after a lost worker or node' if retried else ''}")
     for o in failed:
         log(f"  FAILED {o.name}: {o.message}" + (f" (traceback in {out / o.name / ERROR})" if o.status == "failed" else ""))
     return outcomes
 
 
+def _train(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[Outcome], address: str | None, num_cpus: int | None,
+           cpus: int, gpus: float, command: str, log) -> list[Outcome]:
+    """Start or join Ray, run the tasks, and end what the sweep started however it ends (a signal included)."""
+    token = secrets.token_hex(8)  # a worker that reads it in --out shares the driver's disk (sweep_worker)
+    files.atomic_write_bytes(out / TOKEN, token.encode())
+    started, ours, before, reaper = not ray.is_initialized(), {}, {}, None
+    try:
+        if started:
+            reaper = Reaper()  # before the snapshot: it is not one of Ray's processes
+            before = descendants(depth=1)
+            try:  # Ray's own log lines (a dead raylet's state dump) stay in its log files; the sweep says what happened
+                ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            except ConnectionError as e:
+                raise ConnectionError(f"{e}. Is Ray running there (ray start --head)? Since Ray 2.59 a cluster joined by its "
+                                      "address may need RAY_AUTH_MODE=token and the head's token (README, Sweeps)") from None
+            ours = started_since(before)  # the local instance ray.init started (none when it joined a cluster)
+            reaper.watch(ours)  # a SIGKILLed driver cannot end them itself
+        with ending_on_signals(), ray_errors_in_one_line(log):  # after ray.init, which installs its own SIGTERM handlers
+            return _run_tasks(ray, todo, out, total, earlier, cpus, gpus, command, token, log)
+    finally:
+        with ending_on_signals(ignore=True):  # a second signal must not break the cleanup
+            if started and ray.is_initialized():
+                if ours:
+                    ours.update(started_since(before))  # its workers too
+                ray.shutdown()
+                if left := end_processes(ours, grace=0.5):  # ray.shutdown already asked them to stop
+                    log(f"sweep: Ray processes {sorted(left)} did not end; stop them by hand")
+            if reaper is not None:
+                reaper.close()
+            (out / TOKEN).unlink(missing_ok=True)
+
+
+def _result(ray, ref, run: SweepRun, out: Path) -> Outcome:
+    """The task's outcome, its files brought home when it trained on another disk."""
+    try:
+        outcome = ray.get(ref)
+    except ray.exceptions.RayError as e:  # the worker died twice (Ray's retry included): the task could not report it
+        with contextlib.suppress(OSError):
+            (out / run.name).mkdir(exist_ok=True)
+            (out / run.name / ERROR).write_text(str(e))
+        first = str(e).splitlines()[0] if str(e) else ""
+        return Outcome(run.name, "failed", f"its worker or node died and so did Ray's retry ({type(e).__name__}: {first})", attempt=2)
+    if outcome.files is None:
+        return outcome
+    try:
+        bring_back(out / run.name, outcome.files)
+    except (OSError, ValueError) as e:
+        return dataclasses.replace(outcome, files=None, status="failed", message=f"trained on {outcome.node} but could not be "
+                                   f"written into {out / run.name}: {files.error_text(e) if isinstance(e, OSError) else e}")
+    return dataclasses.replace(outcome, files=None)
+
+
+def _how(outcome: Outcome, many_nodes: bool) -> str:
+    notes = []
+    if outcome.attempt > 1:
+        notes.append(f"attempt {outcome.attempt}: retried after its worker or node was lost")
+    if outcome.resumed_from is not None:
+        notes.append(f"resumed from step {outcome.resumed_from}")
+    elif outcome.attempt > 1:
+        notes.append("from step 0: no checkpoint of it was at hand")
+    if many_nodes and outcome.node:
+        notes.append(f"on {outcome.node}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[Outcome], cpus: int, gpus: float,
-               command: str, log) -> list[Outcome]:
-    resources = ray.cluster_resources()
-    slots = int(resources.get("CPU", 0) // cpus)
-    if gpus:
-        slots = min(slots, int(resources.get("GPU", 0) // gpus))
-    if slots < 1:
-        raise ValueError(f"a run needs {cpus} CPU(s) and {gpus} GPU(s); the Ray cluster has {resources.get('CPU', 0)} CPUs "
-                         f"and {resources.get('GPU', 0)} GPUs")
+               command: str, token: str, log) -> list[Outcome]:
+    view = ClusterView(ray, cpus, gpus)
+    if view.slots() < 1:
+        resources = ray.cluster_resources()
+        raise ValueError(f"a run needs {cpus} CPU(s) and {gpus} GPU(s) on one node; the Ray cluster has {resources.get('CPU', 0)} "
+                         f"CPUs and {resources.get('GPU', 0)} GPUs")
     # max_retries: a run whose worker or node died is retried once, resuming from its last checkpoint.
     task = ray.remote(train_one).options(num_cpus=cpus, num_gpus=gpus, max_retries=1)
-    refs = {task.remote(r.name, r.config, str(out / r.name), cpus, gpus > 0, command): r for r in todo}
+    driver = driver_identity()
+    refs = {task.remote(r.name, r.config, str(out), cpus, gpus > 0, command, token, driver,
+                        ship(out / r.name) if (out / r.name).is_dir() else None): r for r in todo}
     outcomes, seconds = [], []
-    while refs:
-        [ref], _ = ray.wait(list(refs), num_returns=1)
-        run = refs.pop(ref)
-        try:
-            outcome = ray.get(ref)
-        except ray.exceptions.RayError as e:  # the worker died: the task could not report it itself
-            with contextlib.suppress(OSError):
-                (out / run.name).mkdir(exist_ok=True)
-                (out / run.name / ERROR).write_text(str(e))
-            outcome = Outcome(run.name, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        outcomes.append(outcome)
-        if outcome.status != "failed":
-            seconds.append(outcome.seconds)
-        running = min(len(refs), slots)  # Ray runs `slots` tasks at a time; the rest wait in its queue
-        done, failed = sum(o.ok for o in earlier + outcomes), sum(not o.ok for o in earlier + outcomes)
-        eta = f"ETA {_duration(statistics.mean(seconds) * len(refs) / slots)}" if seconds else "ETA after the first run"
-        log(f"[{done + failed}/{total}] {outcome.name}: {outcome.status} in {outcome.seconds:.1f} s"
-            f"{': ' + outcome.message if not outcome.ok else ''} | {done} done, {running} running, {failed} failed, "
-            f"{len(refs) - running} pending, {eta}")
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=WAIT_S)
+            for line in view.refresh():
+                log(line)
+            if not ready:
+                continue
+            outcome = _result(ray, ready[0], refs.pop(ready[0]), out)
+            outcomes.append(outcome)
+            if outcome.status != "failed":
+                seconds.append(outcome.seconds)
+            slots = view.slots()
+            running = min(len(refs), slots)  # Ray runs `slots` tasks at a time; the rest wait in its queue
+            done, failed = sum(o.ok for o in earlier + outcomes), sum(not o.ok for o in earlier + outcomes)
+            eta = ("ETA unknown: no node alive can take a run" if not slots else
+                   f"ETA {_duration(statistics.mean(seconds) * len(refs) / slots)}" if seconds else "ETA after the first run")
+            log(f"[{done + failed}/{total}] {outcome.name}: {outcome.status} in {outcome.seconds:.1f} s"
+                f"{_how(outcome, len(view.nodes) > 1 or bool(view.lost))}{': ' + outcome.message if not outcome.ok else ''} | "
+                f"{done} done, {running} running, {failed} failed, {len(refs) - running} pending, {view.capacity()}, {eta}")
+    except BaseException as e:  # a signal or Ctrl-C: end the runs still going (their checkpoints stay whole)
+        if refs:
+            log(f"sweep interrupted ({type(e).__name__}): cancelling {len(refs)} runs and ending the Ray processes it started")
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    for line in view.refresh():  # a loss Ray noticed after the last run
+        log(line)
     return outcomes

@@ -7,6 +7,11 @@ Each run lives in a run directory (mtc_core.runs); a checkpoint is one atomic fi
 checkpoint, a cancel stops it and keeps the current weights, and `resume=True`
 continues an interrupted run exactly where its last checkpoint left it, or
 refuses. A folder holding a run is never overwritten without `overwrite=True`.
+
+The loop never waits on the host where it can help it: the next batches are prepared while a step computes
+(mtc_core.training.prefetch), and the step's logs and loss stay on the device until a history record, checkpoint,
+cancel or the end reads them (mtc_core.training.device_loop). On the CPU every weight is the same bit for bit as with
+the plain loop (tests/test_prefetch.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,9 @@ from mtc_core.data import GroundTruthDataset, make_dataset
 from mtc_core.models import VAE, build_model, model_class
 from mtc_core.models.base import dataclass_from_dict
 from mtc_core.runs import checkpoint as ckpt
-from mtc_core.training.history import eval_record, history_tc
+from mtc_core.training.device_loop import accelerated, check_options, train_steps
+from mtc_core.training.history import history_tc
+from mtc_core.training.prefetch import Batches
 
 _INIT_LOCK = threading.Lock()
 
@@ -47,6 +55,11 @@ class TrainConfig:
     eval_size: int = 512  # held-out images for each history record
     checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
     num_threads: int = 0  # torch CPU threads (0: torch's default)
+    # Speed options, off by default and written into config.json only when on (SPEED_OPTIONS); bench/RESULTS.md,
+    # "Per-step host overhead (issue 23)", says what each gives.
+    bf16: bool = False  # bfloat16 autocast of the networks in training steps; the loss terms and held-out records stay float32
+    compile: bool = False  # torch.compile the networks (CUDA only: no gain on the CPU; seconds to minutes of compiling first)
+    cudnn_benchmark: bool = False  # let cuDNN time its convolution algorithms for the run's shapes (CUDA only)
 
     def __post_init__(self):
         model_class(self.model)  # unknown key -> ValueError naming the known ones
@@ -58,6 +71,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
         if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or not 0 < self.lr <= 1:
             raise ValueError(f"lr must be a number in (0, 1], got {self.lr!r}")
+        for name in SPEED_OPTIONS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {runs.short_repr(getattr(self, name))}")
+        if self.device == "cpu":
+            check_options(compile=self.compile, cudnn_benchmark=self.cudnn_benchmark, device=torch.device("cpu"))
         resolve_device(self.device)
         if not isinstance(self.model_params, dict):
             raise ValueError(f"model_params must be a dict of the model's config fields, got {runs.short_repr(self.model_params)}")
@@ -71,6 +89,20 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
         return dataclass_from_dict(cls, params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as config.json's "train" records it: every field, the speed options only when on (so the config
+        of a run without them reads as before they existed, and its checkpoints resume)."""
+        return without_defaults(dataclasses.asdict(self))
+
+
+SPEED_OPTIONS = {"bf16": False, "compile": False, "cudnn_benchmark": False}  # field -> its default, omitted when at it
+
+
+def without_defaults(train: dict[str, Any]) -> dict[str, Any]:
+    """A "train" mapping without the speed options at their defaults: the form config.json and checkpoints hold, in
+    which a run's settings compare equal whether or not they name the options."""
+    return {k: v for k, v in train.items() if not (k in SPEED_OPTIONS and v is SPEED_OPTIONS[k])}
 
 
 def check_eval_size(eval_size: int, latent_dim: int) -> None:
@@ -134,7 +166,9 @@ class Callback:
 
     def on_start(self, *, run_dir: Path, config: TrainConfig, start_step: int) -> None: ...
 
-    def on_step(self, *, step: int, logs: dict[str, float]) -> None: ...
+    def on_step(self, *, step: int, logs: Mapping[str, float]) -> None:
+        """After each step; `logs` reads each value off the device when asked for one (on a GPU a read waits for the
+        step to finish: read them at an eval step, from `on_eval`'s record, where the trainer reads anyway)."""
 
     def on_eval(self, *, step: int, record: dict[str, Any]) -> None: ...
 
@@ -218,7 +252,7 @@ def _build(config: TrainConfig, run_dir: Path, device: torch.device, dataset: Gr
         model = build_model(config.model, params).to(device)
     model.noise = torch.Generator(device).manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.vae_parameters(), lr=config.lr)
-    run_config = {"model": {"name": config.model}, "train": dataclasses.asdict(config), "dataset": dataset.spec(),
+    run_config = {"model": {"name": config.model}, "train": config.to_dict(), "dataset": dataset.spec(),
                   "command": command, "device": str(device)}
     identity = {"model": {"name": config.model, "params": runs.model_params(model)}, "train": run_config["train"],
                 "dataset": run_config["dataset"], "device": device.type, "command": command}
@@ -227,6 +261,9 @@ def _build(config: TrainConfig, run_dir: Path, device: torch.device, dataset: Gr
 
 def _images(dataset: GroundTruthDataset, n: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(dataset.render(dataset.sample_factors(n, rng))).to(device)
+
+
+BATCH_MODE: str | None = None  # prefetch.Batches' mode for every run (None: its choice for the device); tests and benches set it
 
 
 @runs.holding_run_lock  # held from the first check to the last write; another process's train/delete/zoo-add is refused
@@ -244,6 +281,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
+    check_options(bf16=config.bf16, compile=config.compile, cudnn_benchmark=config.cudnn_benchmark, device=device)
     dataset = make_dataset(config.dataset)
     x_eval = _images(dataset, config.eval_size, np.random.default_rng([config.seed, 1]), device)  # held out: its own stream
     run = _build(config, run_dir, device, dataset, command)
@@ -251,6 +289,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, callbacks: tuple[Callback
     if resuming:
         start, run.history = ckpt.restore(run_dir, model=run.model, optimizers=run.optimizers, rng=run.rng, noise=run.model.noise,
                                           run=run.identity, steps=config.steps)
+        if run.identity.get("resume_notes"):  # resumed on another device type (mtc_core.runs.checkpoint): config.json says so
+            run.run_config["resume_notes"] = run.identity["resume_notes"]
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.clean_orphans(run_dir)  # this trainer owns the folder now: a temporary file in it is from a writer that died
     if existing and not resuming:  # the run being replaced (overwrite), or what a first checkpoint left before a kill
@@ -291,40 +331,19 @@ def _failed(run_dir: Path, error: Exception) -> Exception:
 
 def _run(run: _RunFolder, dataset: GroundTruthDataset, x_eval: torch.Tensor, device: torch.device, start: int,
          callbacks: tuple[Callback, ...] | list[Callback], cancel: threading.Event | None) -> TrainResult:
-    """The training loop of `train`, from its first checkpoint to its last."""
-    config, run_dir, model, optimizer = run.config, run.run_dir, run.model, run.optimizers[0]
+    """The training of `train`, from its first checkpoint to its last."""
+    config, run_dir, model = run.config, run.run_dir, run.model
     for cb in callbacks:
         cb.on_start(run_dir=run_dir, config=config, start_step=start)
     if start == 0:
         run.checkpoint(0, "running")
 
-    status, message, last_good, step = "complete", "", start, start
     t0 = time.perf_counter()
     model.train()
-    while step < config.steps:
-        x = _images(dataset, config.batch_size, run.rng, device)
-        loss, logs, out = model.loss(x, step)
-        if not math.isfinite(loss.item()):
-            status, message = "diverged", f"loss became {loss.item()} at step {step}; kept the checkpoint of step {last_good}"
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        logs.update(model.auxiliary_step(out))
-        step += 1
-        for cb in callbacks:
-            cb.on_step(step=step, logs=logs)
-        if step % config.eval_every == 0 or step == config.steps:
-            run.history.append({"step": step, "train_loss": logs["loss"], **eval_record(model, x_eval)})
-            for cb in callbacks:
-                cb.on_eval(step=step, record=run.history[-1])
-        if cancel is not None and cancel.is_set():
-            status, message = "cancelled", f"cancelled at step {step}"
-            break
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            run.checkpoint(step, "running")
-            last_good = step
-
+    with Batches(dataset, config.batch_size, run.rng, device, BATCH_MODE) as batches, \
+            accelerated(model, bf16=config.bf16, compile=config.compile, cudnn_benchmark=config.cudnn_benchmark, device=device):
+        status, message, last_good, step = train_steps(run, batches, x_eval, start, callbacks, cancel)
+        batches.settle()  # the run's generator as the batches consumed left it: what the last checkpoint holds
     elapsed = time.perf_counter() - t0
     final_step = last_good if status == "diverged" else step
     run.checkpoint(final_step, status, message, weights=status != "diverged")  # a diverged run keeps its last good weights
@@ -350,10 +369,9 @@ class TqdmCallback(Callback):
 
     def on_step(self, *, step, logs):
         self.bar.update(1)
-        if step % 10 == 0:
-            self.bar.set_postfix(loss=f"{logs['loss']:.1f}")
 
     def on_eval(self, *, step, record):
+        self.bar.set_postfix(loss=f"{record['train_loss']:.1f}")  # read at the eval step: no wait on the device between
         tc = {code: history_tc(record, code) for code in ("mean", "sampled")}
         self.bar.write(f"step {step}: recon {record['recon']:.2f} kl {record['kl']:.2f} Gaussian TC (n {record['tc_n']}) "
                        f"mean {tc['mean'] or 0:.3f} sampled {tc['sampled'] or 0:.3f} active {record['active_dims']}")
