@@ -1,6 +1,7 @@
 """App latency with the shipped zoo: the first page, switching models, every page's warm rerun, the traversal grid.
 
 Usage: python bench/app_latency.py [--zoo pretrained] [--switches 6] [--repeats 5] [--browser [--servers 3]]
+       [--flows | --flows-only] [--flow-rounds 1] [--train-steps 1000]
 
 Server side (streamlit.testing's AppTest, the script runs a server does; not the browser's drawing):
 - first page: app.py's first run (the Overview) in a fresh Python process that has streamlit loaded (as a server
@@ -22,6 +23,13 @@ last server, for `--switches` Shapes2D models, from the click on the model in th
 the page): to its TC table (the stored numbers) drawn, and to its whole Mean vs sampled TC page drawn with nothing
 stale and no progress bar left, its heatmaps included (their points are encoded in the background).
 
+--flows (issue 22; --flows-only: these alone), in Chromium against one fresh `mtc app` server
+(bench/app_latency_flows.py): Your codes, a 15,000-point codes file of pretrained/shapes2d-beta_tcvae-seed0 (as
+`evaluate` draws them) uploaded, from the upload to the file checked, to the first numbers (the TC table, streamed while
+the analysis runs) and to the whole page; the Train page, a toy training of `--train-steps` steps: from the click on
+Start to its progress in Your trainings, a reload while it runs to the run shown as yours again, and from the run's end
+to its finished panel and numbers. `--flow-rounds` of each.
+
 Traversal grid: mtc_core.visualize.traversal.traverse of 10 latents x 10 steps + mtc_core.visualize.figures.image_grid for a toy MLP and an
 untrained conv64 model (the zoo's architecture). Goal: < 150 ms. Prints markdown tables.
 """
@@ -40,6 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.app_latency_flows import report as flows_report  # noqa: E402
 
 FIRST_GOAL_S, SWITCH_GOAL_S, PAGE_GOAL_S, GRID_GOAL_MS = 3.0, 2.0, 1.5, 150
 # the Mean vs sampled TC page drawn whole: no script run, no element left from a previous run (stale), no progress bar
@@ -236,7 +246,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of this process")
     parser.add_argument("--browser", action="store_true", help="also time the first page and model switches in Chromium")
     parser.add_argument("--servers", type=int, default=3, help="fresh servers whose first page Chromium times (--browser)")
+    parser.add_argument("--flows", action="store_true", help="also time Your codes (a 15,000-point file) and the Train page in Chromium")
+    parser.add_argument("--flows-only", action="store_true", help="only the --flows numbers")
+    parser.add_argument("--flow-rounds", type=int, default=1, help="uploads and trainings timed (--flows)")
+    parser.add_argument("--train-steps", type=int, default=1000, help="steps of the toy training the Train flow starts (--flows)")
     args = parser.parse_args()
+    if args.flows_only:
+        return flows_report(Path(args.zoo), args.flow_rounds, args.train_steps)
 
     import torch
 
@@ -288,6 +304,9 @@ def main() -> None:
               f"heatmaps included (s) | goal < {SWITCH_GOAL_S} s (table) |\n|---|---|---|---|")
         for label, table, page in switches:
             print(f"| {label} | {table:.2f} | {page:.2f} | {verdict(table, SWITCH_GOAL_S)} |")
+    if args.flows:
+        sys.stdout.flush()
+        flows_report(Path(args.zoo), args.flow_rounds, args.train_steps)
 
 if __name__ == "__main__":
     main()

@@ -73,3 +73,14 @@ def settled(page, timeout_s: float = 300) -> None:
     for _ in range(2):
         page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_s * 1000)
         page.wait_for_timeout(300)
+
+
+def open_train_form(browser, url: str, steps: int):
+    """A new tab on the Train page, settled, with its steps field set to `steps` (the form's other defaults kept)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(600_000)
+    page.goto(f"{url}/Train")
+    page.get_by_role("heading", name="Train a model").wait_for()
+    settled(page)
+    page.get_by_label("steps", exact=True).fill(str(steps))
+    return page

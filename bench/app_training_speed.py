@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.app_server import ROOT, app_server, chromium, settled  # noqa: E402
+from bench.app_server import ROOT, app_server, chromium, open_train_form, settled  # noqa: E402
 from mtc_core import runs  # noqa: E402
 
 GOAL = 0.8
@@ -41,13 +41,8 @@ GOAL = 0.8
 
 def app_run(browser, url: str, runs_root: Path, steps: int, probe: bool) -> tuple[Path, float | None]:
     """Train from the Train page; returns (run dir, seconds to render the Theorem page in a second tab meanwhile)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(600_000)
     before = set(runs_root.iterdir()) if runs_root.is_dir() else set()
-    page.goto(f"{url}/Train")
-    page.get_by_role("heading", name="Train a model").wait_for()
-    settled(page)
-    page.get_by_label("steps", exact=True).fill(str(steps))
+    page = open_train_form(browser, url, steps)
     page.get_by_role("button", name=re.compile("Start training")).click()
     page.get_by_role("button", name=re.compile("Cancel")).wait_for()
     busy = None

@@ -18,6 +18,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from estimator_scale_note import at_scale  # bench/ is on sys.path (the script's folder)
 
 from mtc_core.data import make_dataset
 from mtc_core.estimators import gaussian_tc_bias, mean_tc_gaussian, mean_tc_kde, tc_mss, tc_mws
@@ -353,7 +354,7 @@ their reading on independent codes (Gaussian: `gaussian_tc_null_mean`; KDE: its 
 
 {sig}
 
-## The tests that hold these numbers
+{at_scale()}## The tests that hold these numbers
 
 - `tests/test_tc_report.py`: `test_gaussian_intervals_cover_the_truth_at_zero_and_above` (40 seeds at N = 2,000 and 10,000, rho 0 and 0.2:
   at least 36 of 40 intervals cover the truth) and `test_the_bias_correction_is_the_plug_in_estimates_mean_error`.

@@ -5,11 +5,15 @@ Setup of the peer (once; its venv is gitignored):
     .peer-venv/bin/pip install --no-deps disentanglement-lib==1.5
     .peer-venv/bin/pip install numpy scipy scikit-learn six absl-py gin-config==0.4.0
 Run from the repository root:
-    .venv/bin/python bench/metrics_vs_peer.py            # prints a markdown table
+    .venv/bin/python bench/metrics_vs_peer.py --rounds 3   # prints a markdown table
 The script saves the codes to a temporary .npz and runs itself under the peer's python with
 --peer, which imports disentanglement_lib (with an empty `gin.tf`: its metrics only need
 gin.configurable) and times the peer's functions on the same arrays (dims x points there).
-Both sides run with one BLAS/OpenMP thread.
+Both sides run with one BLAS/OpenMP thread, alternating A B A B: each of `--rounds` rounds times every metric
+once on our side, then once on the peer's; the table gives the median CPU seconds over the rounds with their
+spread (min-max), and the output states the rounds and the machine's load (os.getloadavg) before and after.
+Without the peer venv (fallback) only our side is timed and the peer columns say so. `--skip-gbt` leaves out
+the GBT DCI (about a minute a call on each side).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ NUM_TRAIN, NUM_TEST, NUM_LATENTS = 10000, 5000, 10
 SEED = 0
 # FactorVAE / BetaVAE on the toy dataset below (the peers' defaults are 10000 / 5000 points)
 INTERVENTION = {"batch_size": 64, "num_train": 2000, "num_eval": 1000}
-REPEATS = 5  # fast metrics: best of REPEATS
+GBT_CALLS = ("dci",)  # the calls --skip-gbt leaves out on both sides
 
 
 def _mixing(seed: int) -> np.ndarray:
@@ -77,39 +81,39 @@ def toy_encode(images: np.ndarray) -> np.ndarray:
     return mixed + 0.05 * np.sin(7.0 * mixed)
 
 
-def _best_time(fn, repeats: int):
-    """(value, least CPU seconds): everything runs on one thread, and CPU time does not count the
+def _timed(fn):
+    """(value, CPU seconds) of one call: everything runs on one thread, and CPU time does not count the
     other processes of a shared machine the way wall time does."""
-    times, value = [], None
-    for _ in range(repeats):
-        start = time.process_time()
-        value = fn()
-        times.append(time.process_time() - start)
-    return value, min(times)
+    start = time.process_time()
+    value = fn()
+    return value, time.process_time() - start
 
 
 # ------------------------------------------------------------------------------------------ ours
 
 
-def run_ours(data: dict) -> dict:
+def run_ours(data: dict, skip: tuple[str, ...] = ()) -> dict:
+    """One round on our side: every metric once, {name: {"value", "seconds"}}."""
     from mtc_core import metrics
 
     tr, ft, te, fe = data["codes_train"], data["factors_train"], data["codes_test"], data["factors_test"]
     results = {}
     calls = {
-        "mig": (lambda: {"discrete_mig": metrics.mig(tr, ft)}, REPEATS),
-        "sap": (lambda: {"SAP_score": metrics.sap(tr, ft, te, fe)}, REPEATS),
-        "unsupervised": (lambda: metrics.unsupervised(tr), REPEATS),
-        "modularity_explicitness": (lambda: metrics.modularity_explicitness(tr, ft, te, fe), REPEATS),
-        "dci": (lambda: metrics.dci(tr, ft, te, fe, mode="gbt", seed=SEED), 1),
-        "dci_fast": (lambda: metrics.dci(tr, ft, te, fe, mode="fast", seed=SEED), 3),
-        "factor_vae": (lambda: metrics.factor_vae_score(toy_encode, ToyDataset(), compat=True, seed=SEED, **INTERVENTION), 1),
-        "factor_vae_fixed": (lambda: metrics.factor_vae_score(toy_encode, ToyDataset(), seed=SEED, **INTERVENTION), 1),
-        "beta_vae": (lambda: metrics.beta_vae_score(toy_encode, ToyDataset(), seed=SEED, **INTERVENTION), 1),
+        "mig": lambda: {"discrete_mig": metrics.mig(tr, ft)},
+        "sap": lambda: {"SAP_score": metrics.sap(tr, ft, te, fe)},
+        "unsupervised": lambda: metrics.unsupervised(tr),
+        "modularity_explicitness": lambda: metrics.modularity_explicitness(tr, ft, te, fe),
+        "dci": lambda: metrics.dci(tr, ft, te, fe, mode="gbt", seed=SEED),
+        "dci_fast": lambda: metrics.dci(tr, ft, te, fe, mode="fast", seed=SEED),
+        "factor_vae": lambda: metrics.factor_vae_score(toy_encode, ToyDataset(), compat=True, seed=SEED, **INTERVENTION),
+        "factor_vae_fixed": lambda: metrics.factor_vae_score(toy_encode, ToyDataset(), seed=SEED, **INTERVENTION),
+        "beta_vae": lambda: metrics.beta_vae_score(toy_encode, ToyDataset(), seed=SEED, **INTERVENTION),
     }
-    for name, (fn, repeats) in calls.items():
+    for name, fn in calls.items():
+        if name in skip:
+            continue
         with threadpool_limits(limits=1):
-            value, seconds = _best_time(fn, repeats)
+            value, seconds = _timed(fn)
         results[name] = {"value": value, "seconds": seconds}
         print(f"ours  {name}: {seconds:.4f} s", file=sys.stderr, flush=True)
     return results
@@ -208,24 +212,26 @@ def _peer_calls(lib: types.SimpleNamespace, data: dict) -> dict:
         return lib.dci._compute_dci(mus, ys, mus_test, ys_test)
 
     return {
-        "mig": (lambda: lib.mig._compute_mig(mus, ys), REPEATS),
-        "sap": (lambda: lib.sap_score._compute_sap(mus, ys, mus_test, ys_test, False), REPEATS),
-        "unsupervised": (lambda: _peer_unsupervised(lib, mus), REPEATS),
-        "modularity_explicitness": (lambda: _peer_modularity(lib, mus, ys, mus_test, ys_test), REPEATS),
-        "dci": (dci_seeded, 1),
-        "factor_vae": (lambda: lib.factor_vae.compute_factor_vae(
-            PeerToyData(), toy_encode, GeneratorState(SEED), num_variance_estimate=10000, **INTERVENTION), 1),
-        "beta_vae": (lambda: lib.beta_vae.compute_beta_vae_sklearn(PeerToyData(), toy_encode, GeneratorState(SEED), **INTERVENTION), 1),
+        "mig": lambda: lib.mig._compute_mig(mus, ys),
+        "sap": lambda: lib.sap_score._compute_sap(mus, ys, mus_test, ys_test, False),
+        "unsupervised": lambda: _peer_unsupervised(lib, mus),
+        "modularity_explicitness": lambda: _peer_modularity(lib, mus, ys, mus_test, ys_test),
+        "dci": dci_seeded,
+        "factor_vae": lambda: lib.factor_vae.compute_factor_vae(
+            PeerToyData(), toy_encode, GeneratorState(SEED), num_variance_estimate=10000, **INTERVENTION),
+        "beta_vae": lambda: lib.beta_vae.compute_beta_vae_sklearn(PeerToyData(), toy_encode, GeneratorState(SEED), **INTERVENTION),
     }
 
 
-def run_peer(data: dict) -> dict:
-    """Runs inside the peer venv: disentanglement_lib's own functions on dims x points arrays."""
+def run_peer(data: dict, skip: tuple[str, ...] = ()) -> dict:
+    """Runs inside the peer venv: one round of disentanglement_lib's own functions on dims x points arrays."""
     lib = _peer_metrics()
     results = {}
-    for name, (fn, repeats) in _peer_calls(lib, data).items():
+    for name, fn in _peer_calls(lib, data).items():
+        if name in skip:
+            continue
         with threadpool_limits(limits=1):
-            value, seconds = _best_time(fn, repeats)
+            value, seconds = _timed(fn)
         results[name] = {"value": {k: float(v) for k, v in value.items()}, "seconds": seconds}
         print(f"peer  {name}: {seconds:.4f} s", file=sys.stderr, flush=True)
     return results
@@ -264,38 +270,69 @@ ROWS = [
 ]
 
 
-def table(ours: dict, peer: dict) -> str:
-    lines = ["| metric | ours | peer | abs diff | our CPU s | peer CPU s | speed ratio |", "|---|---|---|---|---|---|---|"]
+def _spread(rounds: list[dict], name: str) -> str:
+    """"median (min-max)" CPU seconds of one call over the rounds."""
+    times = [r[name]["seconds"] for r in rounds]
+    return f"{np.median(times):.4f} ({min(times):.4f}-{max(times):.4f})"
+
+
+def table(ours: list[dict], peer: list[dict] | None) -> str:
+    """Values of the first round (every call is deterministic) and median (min-max) CPU seconds over the rounds."""
+    lines = ["| metric | ours | peer | abs diff | our CPU s | peer CPU s | speed ratio (medians) |", "|---|---|---|---|---|---|---|"]
     timed = set()
     for label, ours_name, ours_key, peer_name, peer_key in ROWS:
-        a, b = float(ours[ours_name]["value"][ours_key]), float(peer[peer_name]["value"][peer_key])
+        if ours_name not in ours[0]:
+            continue
+        a = float(ours[0][ours_name]["value"][ours_key])
+        b = float(peer[0][peer_name]["value"][peer_key]) if peer else None
         times = ["", "", ""]
         if ours_name not in timed:  # time once per call
             timed.add(ours_name)
-            t_ours, t_peer = ours[ours_name]["seconds"], peer[peer_name]["seconds"]
-            times = [f"{t_ours:.4f}", f"{t_peer:.4f}", f"{t_peer / t_ours:.1f}x"]
-        lines.append(f"| {label} | {a:.10g} | {b:.10g} | {abs(a - b):.2e} | " + " | ".join(times) + " |")
+            times = [_spread(ours, ours_name), _spread(peer, peer_name) if peer else "no peer", ""]
+            if peer:
+                ratio = np.median([r[peer_name]["seconds"] for r in peer]) / np.median([r[ours_name]["seconds"] for r in ours])
+                times[2] = f"{ratio:.1f}x"
+        peer_text, diff = (f"{b:.10g}", f"{abs(a - b):.2e}") if b is not None else ("n/a", "")
+        lines.append(f"| {label} | {a:.10g} | {peer_text} | {diff} | " + " | ".join(times) + " |")
     return "\n".join(lines)
+
+
+def _peer_round(data_path: Path, out: Path, skip: tuple[str, ...]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([str(PEER_PYTHON), __file__, "--peer", str(data_path), str(out), *(["--skip-gbt"] if skip else [])],
+                   check=True, env=env)
+    return json.loads(out.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", nargs=2, metavar=("INPUT_NPZ", "OUTPUT_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3, help="A B rounds: each times every metric once per side")
+    parser.add_argument("--skip-gbt", action="store_true", help="leave out the GBT DCI on both sides")
     args = parser.parse_args()
+    skip = GBT_CALLS if args.skip_gbt else ()
     if args.peer:
         data = dict(np.load(args.peer[0]))
-        Path(args.peer[1]).write_text(json.dumps(run_peer(data)))
+        Path(args.peer[1]).write_text(json.dumps(run_peer(data, skip)))
         return
-    if not PEER_PYTHON.exists():
-        sys.exit(f"peer venv missing: {PEER_PYTHON} (see this file's docstring)")
+    has_peer = PEER_PYTHON.exists()
+    if not has_peer:
+        print(f"peer venv missing: {PEER_PYTHON} (see this file's docstring); timing our side only", file=sys.stderr)
+    load_before = os.getloadavg()
     data = make_codes()
+    ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        inputs, outputs = Path(tmp) / "inputs.npz", Path(tmp) / "peer.json"
+        inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **data)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        subprocess.run([str(PEER_PYTHON), __file__, "--peer", str(inputs), str(outputs)], check=True, env=env)
-        peer = json.loads(outputs.read_text())
-    print(table(run_ours(data), peer))
+        for r in range(args.rounds):  # A B A B: both sides see the same changes of the machine's load
+            ours.append(run_ours(data, skip))
+            if has_peer:
+                peer.append(_peer_round(inputs, Path(tmp) / f"peer{r}.json", skip))
+    load_after = os.getloadavg()
+    print(f"{args.rounds} rounds, A B alternated (ours, then the peer's), one thread; CPU seconds median (min-max); "
+          f"load average (1, 5, 15 min) {', '.join(f'{v:.1f}' for v in load_before)} before, "
+          f"{', '.join(f'{v:.1f}' for v in load_after)} after{'' if has_peer else '; peer venv missing: our side only'}\n")
+    print(table(ours, peer or None))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from mtc_core.evaluation import codes_file
 from services import run_listing
 from ui import codes, guard, layout
 
@@ -22,8 +21,9 @@ kept = codes.kept_sets()
 source = st.radio("Codes", ["Upload a file", "A kept code set"] if kept else ["Upload a file"], horizontal=True, key="codes_source")
 data, key, upload = None, None, None
 if source == "Upload a file":
-    upload = st.file_uploader(f".npz codes file (at most {codes_file.MAX_BYTES / 1e6:.0f} MB)", type=["npz"], key=codes.UPLOAD,
-                              on_change=codes.suggest_name, args=(codes.UPLOAD, codes.KEEP_NAME, ".npz"))
+    upload = st.file_uploader(f".npz codes file (at most {codes.upload_limit_mb()} MB)", type=["npz"], key=codes.UPLOAD,
+                              max_upload_size=codes.upload_limit_mb(), on_change=codes.suggest_name,
+                              args=(codes.UPLOAD, codes.KEEP_NAME, ".npz"))
     if upload is not None:
         data, key = upload.getvalue(), f"upload:{upload.file_id}"
 else:
@@ -42,7 +42,9 @@ if loaded is not None:
             guard.note("Keeping")
             st.text_input("Name", key=codes.KEEP_NAME)
             st.button("Keep", key="codes_keep", on_click=codes.keep_upload, disabled=guard.read_only())
-    codes.show(codes.analysed_codes(key, loaded), codes.training_points(key, loaded), loaded.factor_names, key="codes")
+    result = codes.analysed_codes(key, loaded)  # None while it runs: its finished stages are drawn as they come
+    if result is not None:
+        codes.show(result, codes.training_points(key, loaded), loaded.factor_names, key="codes")
 elif data is None:
     st.info("Upload a codes file to explore it.")
 
@@ -52,7 +54,8 @@ st.caption(f"A .zip of a run directory of this project (model.safetensors + conf
            f"history.jsonl) joins your runs in `{run_listing.runs_dir()}` and the model picker. It is checked exactly as a run "
            "is loaded; weights are safetensors only, and an existing run is never replaced.")
 guard.note("Importing")
-archive = st.file_uploader("Run archive (.zip)", type=["zip"], key=codes.ARCHIVE, on_change=codes.suggest_name,
+archive = st.file_uploader(f"Run archive (.zip, at most {codes.upload_limit_mb()} MB)", type=["zip"], key=codes.ARCHIVE,
+                           max_upload_size=codes.upload_limit_mb(), on_change=codes.suggest_name,
                            args=(codes.ARCHIVE, codes.RUN_NAME, ".zip"), disabled=guard.read_only())
 st.text_input("Run name", key=codes.RUN_NAME)
 st.button("Import run", key="codes_import", disabled=archive is None or guard.read_only(), on_click=codes.import_upload)

@@ -5,10 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mtc_core import runs
-from mtc_core.visualize import figures
-from services import run_listing, run_tables
-from ui import guard, layout, widgets
+from services import run_curves, run_listing, run_tables
+from ui import curves, guard, layout, widgets
+from ui.report_button import report_download_button
 
 layout.page("Models")
 
@@ -21,10 +20,16 @@ if not entries:
     st.stop()
 
 st.subheader("Available models")
-st.caption("One row per run: reconstruction and KL (nats) and active latents from its last training record (held-out "
-           "batch); its TCs with 95% intervals from its stored evaluation (`evaluate`), else the last training record's "
-           "Gaussian TCs of a batch (no interval).")
-widgets.table(pd.DataFrame(run_tables.summaries(entries)), key="models_table", file_name="models.csv")
+st.caption("One row per run. Its TCs with 95% intervals and its reconstruction (recon: nats per held-out image, from the "
+           "mean codes) come from its stored evaluation (`evaluate`), the numbers every page shows; without one, the TCs "
+           "are the last training record's Gaussian TCs of a batch (no interval) and recon is empty. KL, active latents and "
+           "recon (last training batch) are the last training record's. Click a header to sort; scroll sideways for more.")
+widgets.table(pd.DataFrame(run_curves.models_rows(entries)), key="models_table", file_name="models.csv",
+              column_config={**{c: st.column_config.TextColumn(width="medium") for c in  # an interval's text, not cut
+                                run_curves.INTERVAL_COLUMNS},
+                             "recon": st.column_config.NumberColumn("recon", format="%.2f"),
+                             "recon (last training batch)": st.column_config.NumberColumn(format="%.2f"),
+                             "kl": st.column_config.NumberColumn("KL (last training batch)", format="%.2f")})
 broken = run_listing.broken_runs()
 if broken:
     st.warning(f"{len(broken)} run(s) cannot be opened and are left out of every page:")
@@ -41,35 +46,34 @@ if config is None:
     st.error(f"Cannot read {Path(path).name}: {problem}")
     st.stop()
 st.subheader(f"Picked: {Path(path).name}")
-left, right = st.columns([2, 3])
-with left:
-    st.markdown(f"**{config['model']['name']}** on **{config['dataset']['name']}**, status *{config.get('status')}*, "
-                f"step {config.get('step')}")
+st.markdown(f"**{config['model']['name']}** on **{config['dataset']['name']}**, status *{config.get('status')}*, "
+            f"step {config.get('step')}")
+report_download_button(path)
+tc = curves.headline(path, key="models_headline")
+curves.training_curves(path, key="models_curves", tc=tc)
+left, right = st.columns(2)
+with left.expander("Model config", expanded=False):
     st.json(config["model"].get("params", {}), expanded=True)
-    with st.expander("Training config, dataset and command"):
-        st.json({"train": config.get("train"), "dataset": config["dataset"]}, expanded=2)
-        st.code(config.get("command") or "(not recorded)", language="bash", wrap_lines=True)
-with right:
-    try:
-        history = runs.read_history(path)
-    except (ValueError, OSError) as error:
-        history = []
-        st.warning(f"The training history cannot be read: {error}")
-    if history:
-        widgets.plotly_chart(figures.training_curves(history), key="models_curves")
-    evaluation = run_tables.read_evaluation(path)
-    if evaluation:
-        with st.expander("Evaluation (metrics.json)"):
-            st.json(evaluation, expanded=1)
+with right.expander("Training config, dataset and command"):
+    st.json({"train": config.get("train"), "dataset": config["dataset"]}, expanded=2)
+    st.code(config.get("command") or "(not recorded)", language="bash", wrap_lines=True)
+evaluation = run_tables.read_evaluation(path)
+if evaluation:
+    with st.expander("Evaluation (metrics.json)"):
+        st.json(evaluation, expanded=1)
 
 if not run_listing.is_user_run(path):
     st.caption("Zoo models are read-only.")
     st.stop()
 with st.expander("Delete this run", icon=":material/delete:"):
     guard.note("Deleting")
+    training = run_listing.busy(path)  # any process training it (this server, a terminal, a sweep) holds its lock
+    if training:
+        st.caption(f":material/lock: {training}: it can be deleted once that process stops.")
+    blocked = guard.read_only() or training is not None
     confirm = st.checkbox(f"Yes, delete {Path(path).name} and its files permanently", key="models_delete_confirm",
-                          disabled=guard.read_only())
-    if st.button("Delete run", key="models_delete", disabled=not confirm or guard.read_only(), type="primary"):
+                          disabled=blocked)
+    if st.button("Delete run", key="models_delete", disabled=not confirm or blocked, type="primary"):
         try:
             guard.check("delete")  # again here: a disabled button is no guarantee
             run_listing.delete_run(path)

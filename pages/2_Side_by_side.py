@@ -88,7 +88,8 @@ if all(reports.values()):
     if names["A"] == names["B"]:
         split = pd.DataFrame({"factor": names["A"],
                               **{f"latents ({name})": rep["mean"]["latents_per_factor"] for name, rep in reports.items()},
-                              **{f"split ratio ({name})": [round(v, 3) for v in rep["mean"]["split_ratio"]] for name, rep in reports.items()}})
+                              **{f"split ratio ({name})": ["carried by no latent" if v is None else f"{v:.3f}" for v in rep["mean"]["split_ratio"]]
+                                 for name, rep in reports.items()}})  # None: a factor no latent carries
         widgets.table(split, key="sbs_dis", file_name="side_by_side_disintegration.csv")
     columns = st.columns(2, gap="large")
     for column, (name, rep) in zip(columns, reports.items(), strict=True):

@@ -113,6 +113,15 @@ if codes is None:
 st.caption(f"On {len(codes['mean']):,} encoded points of the model's dataset (seed 0), one draw of the sampled codes.")
 widgets.plotly_chart(figures.correlation_heatmaps(codes["mean"], codes["sampled"]), key="mvs_heatmaps")
 
+st.subheader("Per-latent distributions")
+act = act or cache.activity(path)  # the encoded points are there now
+if act is not None:
+    widgets.plotly_chart(figures.latent_histograms(codes["mean"], codes["logvar"], act["var_mu"], threshold), key="mvs_histograms")
+    st.caption(f"One panel per latent: the histogram of its mean codes mu_j over the {len(codes['mean']):,} points (top) and of "
+               f"its posterior variances sigma_j² (below). Active or passive by the cut above, Var(mu_j) > {threshold:.3g}, with "
+               f"Var(mu_j) from {act['source']} (the activity bars' numbers); a passive latent's bars are pale. A passive "
+               "latent's means barely move and its sigma_j² sits near the prior's 1.")
+
 if model.config.latent_dim >= 2:
     st.subheader("A latent pair")
     st.caption("By default the pair whose mean codes are the most correlated.")

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from mtc_core.evaluation import thresholds
-from mtc_core.visualize import charts, figures
+from mtc_core.visualize import charts, compare_charts, figures
 from services import run_listing, run_tables
 from ui import cache, layout, widgets
 
@@ -48,30 +48,24 @@ if not rows:
     st.stop()
 
 groups = run_tables.aggregate(rows)
-widgets.plotly_chart(charts.tc_scatter(groups, estimator, per_seed=per_seed), key="cmp_scatter")
-st.caption("One point per configuration: mean over its seeds, error bars sd over seeds (one seed: the estimate's 95% "
-           "interval). Above the diagonal the mean codes are more correlated than the sampled codes a TC penalty sees. "
-           "Hover a point for its configuration; click a family in the legend to hide it.")
+log = st.toggle("Log axes", value=compare_charts.log_advised(groups, estimator), key=f"cmp_log_{estimator}",
+                help="On by default where the TCs span more than two decades: on linear axes every TC-penalised model sits "
+                     "on x = 0. A TC at 0 (an estimate raised to 0) is drawn at the axis' floor with an open dotted marker.")
+widgets.plotly_chart(compare_charts.tc_scatter(groups, estimator, per_seed=per_seed, log=log), key="cmp_scatter")
+st.caption("One point per configuration, each with its own colour and marker (shades of its model family's colour): the mean "
+           "over its seeds with error bars of the sd over seeds, or, for a configuration with one seed, that estimate's 95% "
+           "interval. Above the diagonal the mean codes are more correlated than the sampled codes a TC penalty sees. Hover "
+           "a point for its configuration and seeds; click a legend entry to hide it.")
+if zero := compare_charts.at_zero(groups, estimator):
+    where = f", drawn at the axis floor {compare_charts.floor_value(groups, estimator):g} with an open dotted marker" if log else ""
+    st.caption(f"A TC at 0 (an estimate raised to 0: TC >= 0){where}: {'; '.join(charts.short_name(label, dataset) for label in zero)}.")
 
-suffix = "" if estimator == "gaussian" else "_knn"
-
-
-def cell(value: dict) -> str:
-    if value["mean"] is None:
-        return "n/a"
-    spread = f" ± {value['sd']:.3f}" if value["sd"] is not None else (
-        f" [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}]" if value["ci"] is not None else "")
-    return f"{value['mean']:.3f}{spread}"
-
-
-summary = pd.DataFrame([{
-    "configuration": charts.short_name(g["label"], dataset), "family": g["family"], "seeds": ", ".join(str(s) for s in g["seeds"]),
-    "TC mean codes": cell(g["mean" + suffix]), "TC sampled codes": cell(g["sampled" + suffix]),
-    "TC mean codes between active and passive (Gaussian)": cell(g["mean_between"]),
-    "recon": f"{g['recon']['mean']:.2f}" + (f" ± {g['recon']['sd']:.2f}" if g["recon"]["sd"] is not None else "")
-    if g["recon"]["mean"] is not None else "n/a",
-} for g in groups])
-st.subheader("Per configuration (mean ± sd over seeds)")
+summary = pd.DataFrame(run_tables.configuration_table(groups, estimator))
+st.subheader("Per configuration")
+st.caption(f"Each column has one convention, named in its header: \"{run_tables.SD_HEADER}\" (one seed: its value, no sd) or "
+           f"\"{run_tables.CI_HEADER}\" (the estimate's own interval, given for configurations with a single seed). "
+           f"TCs: {'Gaussian' if estimator == 'gaussian' else 'kNN'} estimate, nats; the split between active and passive "
+           "latents is Gaussian.")
 widgets.table(summary, key="cmp_summary", file_name=f"compare_{dataset}_{estimator}.csv")
 curves = thresholds.configuration_curves(rows)
 if curves:

@@ -17,6 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from mtc_core.training import cores
+
 MAX_RESULTS = 64
 
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtc-compute")
@@ -26,6 +30,7 @@ _submitted = 0  # tasks started since the server started
 _computing = 0  # tasks computing now (0 or 1: one worker)
 # called with no argument when a computation starts or ends (services.training_queue gives the cores back to the trainings)
 listeners: list[Callable[[], None]] = []
+_probe = cores.LoadProbe()  # other programs' load since the last computation ended (only the worker thread reads it)
 
 
 @dataclass(eq=False)
@@ -37,6 +42,7 @@ class Task:
     started: float = 0.0
     stage: str = ""  # the step it is at, set by the computation through `report`
     fraction: float | None = None  # 0..1 when the computation knows
+    threads: int = 0  # the torch threads it computes with (`compute_threads`), set as it starts
 
     @property
     def done(self) -> bool:
@@ -79,9 +85,22 @@ def _retry(task: Task) -> bool:
     return time.time() - task.created > 30
 
 
+def compute_threads() -> int:
+    """Torch threads for the computation about to start: the cores other programs (the trainings included) leave free,
+    at least 1, as for a training (docs/design.md, "Live training"). The load is measured since the previous computation
+    ended (`_probe`; it waits only when that was less than `cores.PROBE_S` ago). Torch's default of one thread per core,
+    on cores that other programs keep busy, made the Your codes analysis 8x slower (bench/RESULTS.md, "App latency:
+    Your codes and training")."""
+    return cores.free_threads(cores.CORES, _probe.others())
+
+
 def _run(task: Task, fn: Callable[..., Any], args: tuple) -> None:
     global _computing
     task.started = time.time()
+    threads = compute_threads()  # before this computation counts: it is ours, not another program's
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)  # the worker thread's own OpenMP count (OpenMP keeps one per thread)
+    task.threads = threads
     _computing += 1
     _tell_listeners()
     try:
@@ -90,7 +109,13 @@ def _run(task: Task, fn: Callable[..., Any], args: tuple) -> None:
         task.future.set_exception(error)
     finally:
         _computing -= 1
+        _restart_probe()
         _tell_listeners()
+
+
+def _restart_probe() -> None:
+    global _probe
+    _probe = cores.LoadProbe()  # the next computation's threads: from the load between the two
 
 
 def computing() -> bool:

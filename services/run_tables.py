@@ -13,6 +13,8 @@ from mtc_core.evaluation import tc_report
 from mtc_core.evaluation.seeds import group_label, group_runs, mean_sd
 from mtc_core.models import FAMILIES
 from mtc_core.training.history import history_tc
+from mtc_core.visualize.charts import short_name
+from mtc_core.visualize.compare_charts import seeds_text
 from services.run_listing import RunEntry, inspect_run, short_label
 
 HEADLINE_KEYS = ("recon", "kl", "active_dims")
@@ -60,6 +62,51 @@ def aggregate(rows: list[dict]) -> list[dict]:
         item["recon"] = dict(zip(("mean", "sd"), mean_sd(recon), strict=True))
         out.append(item)
     return out
+
+
+SUMMARY_COLUMNS = {"mean": "TC mean codes", "sampled": "TC sampled codes",
+                   "mean_between": "TC mean codes between active and passive (Gaussian)"}
+SD_HEADER, CI_HEADER = "mean ± sd over seeds", "95% interval (one seed only)"
+
+
+def _number(v: float, digits: int = 3) -> str:
+    if v <= 0:
+        return "0 (raised to 0)"
+    return f"{v:.{digits}f}"
+
+
+def _over_seeds(value: dict, digits: int = 3) -> str:
+    """mean ± sd over seeds; one seed: its value alone (no sd)."""
+    if value["mean"] is None:
+        return "n/a"
+    return _number(value["mean"], digits) + (f" ± {value['sd']:.{digits}f}" if value["sd"] is not None else "")
+
+
+def _one_seed_interval(value: dict) -> str:
+    """A one-seed configuration's 95% interval; "" where the configuration has several seeds (their sd says the spread)."""
+    if value["sd"] is not None or value.get("ci") is None:
+        return ""
+    lo, hi = value["ci"]
+    return f"[{max(lo, 0.0):.3f}, {hi:.3f}]" + (" (lower end clipped at 0)" if lo < 0 else "")
+
+
+def configuration_table(groups: list[dict], estimator: str = "gaussian") -> list[dict]:
+    """Compare's table, one row per configuration (`aggregate`'s groups): its label without the dataset, family, seeds
+    as "3 (0, 1, 2)", and per TC one column of one convention each: mean ± sd over seeds, and a one-seed
+    configuration's 95% interval; then recon (mean ± sd over seeds)."""
+    suffix = "" if estimator == "gaussian" else "_knn"
+    rows = []
+    for g in groups:
+        row = {"configuration": short_name(g["label"], g["dataset"]), "family": g["family"], "seeds": seeds_text(g["seeds"])}
+        for key, title in SUMMARY_COLUMNS.items():
+            value = g[key if key == "mean_between" else key + suffix]
+            row[f"{title}: {SD_HEADER}"] = _over_seeds(value)
+            row[f"{title}: {CI_HEADER}"] = _one_seed_interval(value)
+        recon = g["recon"]
+        row[f"recon: {SD_HEADER}"] = "n/a" if recon["mean"] is None else (
+            f"{recon['mean']:.2f}" + (f" ± {recon['sd']:.2f}" if recon["sd"] is not None else ""))
+        rows.append(row)
+    return rows
 
 
 def flatten_evaluation(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from mtc_core import runs
-from mtc_core.training.trainer import TrainConfig
+from mtc_core.models import MODELS
+from mtc_core.training.sweep_spec import format_value
+from mtc_core.training.trainer import TrainConfig, without_defaults
 from services import background, core_share
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,8 +66,10 @@ class Progress:
 class TrainingJob:
     config: TrainConfig
     root: Path  # run directories are created under it
-    label: str  # run directory name suffix
+    label: str | None  # run directory name suffix after a time stamp; None: `run_name` with a time suffix
     resume_dir: Path | None = None  # an interrupted run to continue instead of a new directory
+    owner: str | None = None  # who started it: a session's owner id (the Train page keeps it in its address)
+    announced: bool = False  # its run was put into its owner's model picker (once, whichever of the owner's tabs did)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"
@@ -114,7 +118,8 @@ class TrainingJob:
             outcome = ("failed", "the training did not start")
             try:
                 self.started, self.state = time.time(), "running"
-                self.run_dir = self.resume_dir or runs.new_run_dir(self.root, self.label)
+                self.run_dir = self.resume_dir or (runs.new_run_dir(self.root, self.label) if self.label is not None
+                                                   else named_run_dir(self.root, run_name(self.config)))
                 command = _stored_command(self.run_dir) if self.resume_dir else cli_command(self.config, self.run_dir)
                 outcome = self._follow(command)
             finally:
@@ -238,13 +243,40 @@ def _start(job: TrainingJob) -> TrainingJob:
     return job
 
 
-def submit(config: TrainConfig, root: str | Path, label: str) -> TrainingJob:
-    """Queue a training into a new run directory under root and start its worker thread; returns at once.
-    Without an explicit `num_threads` the training shares the cores with those running beside it (`share`)."""
-    return _start(TrainingJob(config=config, root=Path(root), label=label))
+def submit(config: TrainConfig, root: str | Path, label: str | None = None, owner: str | None = None) -> TrainingJob:
+    """Queue a training into a new run directory under root and start its worker thread; returns at once. The
+    directory is named `<time>-<label>`, or without a label `run_name(config)` and a time suffix. Without an explicit
+    `num_threads` the training shares the cores with those running beside it (`share`)."""
+    return _start(TrainingJob(config=config, root=Path(root), label=label, owner=owner))
 
 
-def resume(run_dir: str | Path) -> TrainingJob:
+def run_name(config: TrainConfig) -> str:
+    """What a run is, as a directory name: model, its regularisation strength (the model's `swept_field`, e.g.
+    beta=6), dataset and seed, in the form of a sweep's run names: beta_tcvae-beta=6-toy-seed=0."""
+    cls = MODELS.get(config.model)
+    parts = [config.model]
+    field_name = getattr(cls, "swept_field", None)
+    if field_name:
+        value = config.model_params.get(field_name)
+        if value is None:  # not given: the config's default
+            value = next((f.default for f in dataclasses.fields(cls.Config) if f.name == field_name), None)
+        parts.append(f"{field_name}={format_value(value)}")
+    parts += [format_value(config.dataset.get("name")), f"seed={config.seed}"]
+    return "-".join(parts)
+
+
+def named_run_dir(root: Path, name: str) -> Path:
+    """A fresh directory `<name>-<HHMMSS>` under root (`-2`, `-3`... after it when taken): unique, and made at once,
+    so that two trainings asking at the same second get different ones."""
+    return runs.unique_dir(root, f"{name}-{time.strftime('%H%M%S')}")
+
+
+def owned(owner: str | None) -> list[TrainingJob]:
+    """The jobs started with this owner id, oldest first (none for None)."""
+    return [j for j in jobs() if owner is not None and j.owner == owner]
+
+
+def resume(run_dir: str | Path, owner: str | None = None) -> TrainingJob:
     """Queue the continuation of an interrupted run from its last checkpoint (mtc_core.training.trainer with resume=True: exact,
     or the job fails with the trainer's reason). ValueError when the run is being trained by this server already or
     its config.json holds no training config."""
@@ -256,7 +288,7 @@ def resume(run_dir: str | Path) -> TrainingJob:
     if not isinstance(config.get("train"), dict):
         raise ValueError(f"{run_dir / runs.CONFIG}: no training config to resume with")
     train_config = TrainConfig.from_dict(config["train"])
-    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir))
+    return _start(TrainingJob(config=train_config, root=run_dir.parent, label=run_dir.name, resume_dir=run_dir, owner=owner))
 
 
 def _stored_command(run_dir: Path) -> str:
@@ -299,9 +331,10 @@ def is_training(run_dir: str | Path) -> bool:
 def cli_command(config: TrainConfig, run_dir: Path) -> str:
     """The equivalent `python -m mtc_core train` command line, stored in config.json."""
     args = ["--out", str(run_dir), "--dataset", json.dumps(config.dataset)]
-    for f in dataclasses.fields(config):
-        if f.name not in ("model_params", "dataset"):
-            args += [f"--{f.name.replace('_', '-')}", str(getattr(config, f.name))]
+    fields = without_defaults({f.name: getattr(config, f.name) for f in dataclasses.fields(config)})  # speed options when on
+    for name, value in fields.items():
+        if name not in ("model_params", "dataset"):
+            args += [f"--{name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
     for key, value in config.model_params.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return "python -m mtc_core train " + shlex.join(args)

@@ -13,10 +13,12 @@ import struct
 import threading
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import support
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -106,29 +108,12 @@ def zoo_dirs(tmp_path, monkeypatch, evaluated_zoo) -> dict[str, Path]:
 
 @pytest.fixture(autouse=True)
 def no_training_left_behind():
-    """Each test's trainings end with it (a daemon thread still training when Python exits aborts it)."""
     yield
-    for job in training_queue.jobs():
-        job.cancel.set()
-    deadline = time.monotonic() + TIMEOUT
-    while any(not job.done for job in training_queue.jobs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    support.end_trainings(TIMEOUT)
 
 
 def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
-    """Rerun until no background computation is pending: what the progress fragments do in a browser."""
-    deadline = time.monotonic() + timeout
-    while True:
-        busy, started = bool(background.pending()), background.submitted()
-        at.run()
-        # this run started with every result there and asked for no more (a computation it started and that ended
-        # before the run did was not drawn: the run showed its progress)
-        if not busy and background.submitted() == started and not background.pending():
-            break
-        assert time.monotonic() < deadline, f"background computations still pending: {[t.label for t in background.pending()]}"
-        time.sleep(0.2)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return support.settle(at, timeout)
 
 
 def open_page(title: str) -> AppTest:
@@ -268,9 +253,12 @@ def test_side_by_side_shows_two_models_on_one_scale(zoo_dirs):
 
     split = frame(at, "latents (A)")
     stored = runs.read_json(zoo / "beta_tcvae-seed0" / runs.METRICS)["evaluation"]["mean"]["disintegration"]
-    assert list(split["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.1).tolist()
+    m, floor = np.array(stored["mi_matrix"]), stored["noise_floor"]  # a latent counts above max(tau, the factor's floor)
+    assert list(split["latents (A)"]) == disintegration.latents_per_factor(m, 0.1, floor).tolist()
+    uncarried = np.flatnonzero(disintegration.latents_per_factor(m, 0.1, floor) == 0)
+    assert all(split["split ratio (A)"].iloc[k] == "carried by no latent" for k in uncarried)
     at.slider(key="sbs_tau").set_value(0.5).run()
-    assert list(frame(at, "latents (A)")["latents (A)"]) == disintegration.latents_per_factor(np.array(stored["mi_matrix"]), 0.5).tolist()
+    assert list(frame(at, "latents (A)")["latents (A)"]) == disintegration.latents_per_factor(m, 0.5, floor).tolist()
 
     at.selectbox(key="sbs_b").set_value(str(zoo / "beta_tcvae-seed1"))
     settle(at)
@@ -473,6 +461,8 @@ def test_theorem_sliders_and_monte_carlo_check(app_dirs):
     table = at.dataframe[0].value
     np.testing.assert_allclose(table["closed form"], [theory.mean_tc(4, 0.5), theory.sampled_tc(4, 0.5, 0.5)])
     np.testing.assert_allclose(table["Gaussian TC of the sample covariance"], table["closed form"], atol=0.05)
+    knn = [float(v.split()[0]) for v in table["kNN on 5000 samples"]]  # shown as text, never below 0
+    assert min(knn) >= 0 and knn[0] == pytest.approx(theory.mean_tc(4, 0.5), abs=0.1)
 
 
 def test_disintegration_page_and_tau(app_dirs):
@@ -520,6 +510,18 @@ def test_models_page_deletes_only_own_runs_after_confirming(app_dirs):
         run_listing.delete_run(zoo_run)
 
 
+def test_models_page_greys_delete_for_a_run_that_a_process_is_training(app_dirs):
+    # the lock a trainer holds (mtc_core.runs.lock); held here by this process, as a terminal's `mtc train` would
+    run = (app_dirs["runs"] / "tiny").resolve()
+    with runs.hold_run_lock(run, create=False, doing="trained"):
+        at = open_page("Models")
+        at.sidebar.selectbox(key="run_path").set_value(str(run)).run()
+        assert at.checkbox(key="models_delete_confirm").disabled and at.button(key="models_delete").disabled
+        assert any("is being trained" in c.value for c in at.caption)
+    at.run()  # released: deletable again
+    assert not at.checkbox(key="models_delete_confirm").disabled
+
+
 def _entry(value):
     return {"value": value, "ci": [value - 0.01, value + 0.01], "n": 1000}
 
@@ -564,16 +566,16 @@ def test_compare_aggregates_seeds_and_leaves_out_unfinished_runs(zoo_dirs, tiny_
     config = json.loads(at.get("plotly_chart")[0].proto.config)
     assert config["toImageButtonOptions"]["format"] == "svg" and config["displayModeBar"]
     points = [t for t in spec["data"] if t["mode"] == "markers"]
-    assert {t["name"] for t in points} == {"beta-TCVAE", "RTC-VAE"}  # one point per configuration, the family in the legend
+    assert {t["name"] for t in points} == {"beta-TCVAE (beta 6)", "RTC-VAE (ours)"}  # one point and legend entry per configuration
     assert all("text" not in t["mode"] for t in spec["data"])  # labels on hover, never on the plot
     seeds = [report_value(runs.read_json(zoo_dirs["zoo"] / f / runs.METRICS)["evaluation"]["tc"], "mean", "gaussian") for f, *_ in ZOO[:2]]
-    beta = next(t for t in points if t["name"] == "beta-TCVAE")
+    beta = next(t for t in points if t["name"] == "beta-TCVAE (beta 6)")
     assert array(beta["y"])[0] == pytest.approx(statistics.mean(seeds))
     assert beta["error_y"]["array"][0] == pytest.approx(statistics.stdev(seeds))
     assert 13.0 not in np.concatenate([array(t["y"]) for t in points])  # the cancelled run is left out
 
     summary = frame(at, "seeds").set_index("family")
-    assert summary.loc["beta-TCVAE", "seeds"] == "0, 1"
+    assert summary.loc["beta-TCVAE", "seeds"] == "2 (0, 1)"
     at.checkbox(key="cmp_per_seed").check().run()
     per_seed = [t for t in plotly_specs(at)[0]["data"] if t["mode"] == "markers" and t["marker"].get("symbol") == "circle-open"]
     assert sorted(array(per_seed[0]["y"])) == pytest.approx(sorted(seeds))
@@ -915,6 +917,8 @@ def test_the_stored_command_retrains_the_same_config(tmp_path):
                          eval_every=3, eval_size=8, device="cpu")
     out = tmp_path / "a dir with spaces"
     command = training_queue.cli_command(config, out)
+    assert "--bf16" not in command  # the speed options are named only when on, in the CLI's spelling
+    assert "--bf16 true" in training_queue.cli_command(replace(config, bf16=True), out)
     assert main(shlex.split(command)[3:]) == 0
     stored = runs.read_json(out / runs.CONFIG)
     assert stored["train"]["steps"] == 3 and stored["model"]["params"]["dip_type"] == "ii"

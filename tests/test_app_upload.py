@@ -6,18 +6,24 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import support
+import tomllib
 from streamlit.testing.v1 import AppTest
 
 from mtc_core import runs as run_io
+from mtc_core.cli import launcher
+from mtc_core.evaluation import codes_file
 from mtc_core.evaluation.codes_analysis import analyse_validated_codes
 from mtc_core.evaluation.codes_file import load_codes
 from mtc_core.evaluation.tc_report import describe
 from mtc_core.runs import zip_import
+from ui import codes as ui_codes
 from ui.pages import PAGE_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,10 +66,13 @@ def open_page() -> AppTest:
     return at
 
 
+def settle(at: AppTest) -> AppTest:
+    return support.settle(at, TIMEOUT)
+
+
 def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:
-    at.file_uploader(key=key).set_value((name, data, "application/octet-stream")).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    at.file_uploader(key=key).set_value((name, data, "application/octet-stream"))
+    return settle(at)
 
 
 def table(at: AppTest, first_column: str):
@@ -99,7 +108,8 @@ def test_a_kept_code_set_is_written_once_and_picked_again(dirs, good_codes):
     at.button(key="codes_keep").click().run()  # the same name again: refused, the file untouched
     assert any("already kept" in e.value for e in at.error)
     first = cell_values(at, "estimator")
-    at.radio(key="codes_source").set_value("A kept code set").run()
+    at.radio(key="codes_source").set_value("A kept code set")
+    settle(at)  # a kept file is analysed as a new code set
     assert at.selectbox(key="codes_kept").value == kept and cell_values(at, "estimator") == first
 
 
@@ -199,3 +209,63 @@ def test_a_full_disk_is_a_message_for_keep_and_import_and_leaves_nothing(dirs, g
     member = error.removeprefix("Not imported: ").removesuffix(": No space left on device")
     assert error.startswith("Not imported: ") and member in zip_import.LIMITS, error  # the run's file that did not fit
     assert sorted(p.name for p in dirs["runs"].iterdir()) == ["codes"]  # no run, no hidden temporary folder
+
+
+def test_the_page_draws_the_finished_stages_while_the_analysis_runs(dirs, good_codes, monkeypatch):
+    """The TC report shows as soon as its stage is done (it comes first), the metrics computed so far with it; the rest
+    when it ends. Held after the mean codes' MIG: the TCs and that one metric are on the page."""
+    expected = analyse_validated_codes(load_codes(good_codes), seed=0)
+    reached, release = threading.Event(), threading.Event()
+    real = ui_codes.analyse_validated_codes
+
+    def held_after_the_tc_stage(codes, *, seed, progress):
+        def progress_then_hold(stage, partial):
+            progress(stage, partial)
+            if stage == "mean: mig":
+                reached.set()
+                release.wait(TIMEOUT)
+        return real(codes, seed=seed, progress=progress_then_hold)
+
+    monkeypatch.setattr(ui_codes, "analyse_validated_codes", held_after_the_tc_stage)
+    at = open_page()
+    try:
+        at.file_uploader(key="codes_upload").set_value(("held.npz", good_codes, "application/octet-stream")).run()
+        assert reached.wait(TIMEOUT)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        (bar,) = at.get("progress")
+        assert bar.proto.text.startswith("Analysing the codes: mean: mig done")
+        tc_cells = cell_values(at, "estimator")
+        for code in ("mean", "sampled"):  # the stored numbers, as the finished page and the CLI show them
+            assert describe(expected["tc"], code, "gaussian") in tc_cells and describe(expected["tc"], code, "knn") in tc_cells
+        assert describe(expected["tc"], "mean", "gaussian", part="between") in cell_values(at, "part")
+        so_far = table(at, "metric").set_index("metric")
+        assert so_far.loc["MIG", "mean codes"] == f"{expected['mean']['mig']:.3f}"
+        assert "SAP" not in so_far.index and "FactorVAE score" not in so_far.index
+        assert not at.get("plotly_chart")  # the finished page is not drawn yet
+    finally:
+        release.set()
+    settle(at)
+    assert not at.get("progress") and table(at, "metric").set_index("metric").loc["FactorVAE score", "mean codes"] == "needs the encoder"
+
+
+def test_the_upload_limit_is_one_number():
+    """Streamlit's server limit (`mtc app`'s flag, .streamlit/config.toml), the uploaders and their labels: one number,
+    within what the codes reader and the run import accept."""
+    assert launcher.UPLOAD_MB == codes_file.MAX_BYTES // 2**20 and launcher.UPLOAD_MB * 2**20 >= zip_import.MAX_ARCHIVE_BYTES
+    assert tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"] == launcher.UPLOAD_MB
+    command = launcher.app_command([])[1]
+    assert command[command.index("--server.maxUploadSize") + 1] == str(launcher.UPLOAD_MB)
+    assert launcher.app_command(["--server.maxUploadSize", "50"])[1].count("--server.maxUploadSize") == 1  # the user's own wins
+    from streamlit import config
+
+    before = config.get_option("server.maxUploadSize")
+    try:
+        for server, shown in ((launcher.UPLOAD_MB, launcher.UPLOAD_MB), (100, 100)):  # a lower server limit is what is said
+            config.set_option("server.maxUploadSize", server)
+            at = open_page()
+            uploaders = at.get("file_uploader")
+            assert [u.proto.max_upload_size_mb for u in uploaders] == [shown, shown]
+            assert all(f"at most {shown} MB" in u.proto.label for u in uploaders)
+    finally:
+        config.set_option("server.maxUploadSize", before)

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import support
 import torch
 
 from mtc_core import runs
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "pretrained"
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = support.CHROMIUM
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -45,24 +46,12 @@ PAGES = [
     ("Theorem", "Mean TC unbounded, sampled TC bounded", "theorem", {"chart"}),
     ("Factor_disintegration", "Factor disintegration", "disintegration", {"chart"}),
     ("Compare", "Compare models", "compare", {"chart"}),
+    ("Curves", "Training curves", "curves", {"chart"}),
 ]
 STORY = "A low TC of the sampled codes does not mean a low TC of the mean codes"
 
 
-def _playwright():
-    """playwright's sync API, or skip (fail under CI=true) when it or Chromium is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    missing = "playwright is not installed" if sync_playwright is None else None
-    if missing is None and not CHROMIUM.is_file():
-        missing = f"Chromium is not at {CHROMIUM} (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests need a browser under CI: {missing}")
-        pytest.skip(missing)
-    return sync_playwright
+_playwright = support.sync_playwright_or_skip
 
 
 def _free_port() -> int:
@@ -276,14 +265,48 @@ def test_a_reload_keeps_control_of_a_training(server, page, screenshots):
     new = sorted({p.name for p in server["runs"].iterdir()} - before)
     assert len(new) == 1, new  # one submit, one run
 
-    page.reload()  # a new session: the training belongs to the server, not to the tab
+    page.reload()  # a new session with the same address (?owner=...): the training is still this tab's
     settle(page, "Train a model")
-    page.get_by_text("started by another session").wait_for(timeout=PAGE_S * 1000)
+    page.get_by_text("started by you").wait_for(timeout=PAGE_S * 1000)
     screenshot(page, screenshots, "train")
     assert page.get_by_test_id("stSidebar").get_by_text(re.compile(r"Training beta_tcvae on toy: step")).count() == 1
     page.get_by_role("button", name=re.compile("Cancel")).click()
     page.get_by_text(re.compile(r"Saved to .*\(cancelled")).wait_for(timeout=TRAIN_S * 1000)
     assert runs.read_json(server["runs"] / new[0] / runs.CONFIG)["status"] == "cancelled"
+    assert_no_exception(page)
+
+
+def test_a_short_training_stays_yours_ends_and_opens(server, page, screenshots):
+    """Start a short toy training, reload: it is still yours (Cancel at the top of the page); when it ends the picker
+    moves to it, its numbers show, and one click opens it on the Models page."""
+    before = {p.name for p in server["runs"].iterdir()}
+    page.goto(f"{server['url']}/Train")
+    settle(page, "Train a model")
+    page.get_by_label("steps", exact=True).fill("1500")
+    page.get_by_label("latent_dim", exact=True).fill("4")
+    page.get_by_label("hidden", exact=True).fill("32")
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    cancel = page.get_by_role("button", name=re.compile("Cancel"))
+    cancel.wait_for(timeout=PAGE_S * 1000)
+    assert cancel.is_visible() and cancel.bounding_box()["y"] < VIEWPORT["height"]  # in view after Start, not below the form
+    assert "owner=" in page.url
+    (name,) = sorted({p.name for p in server["runs"].iterdir()} - before)
+    assert re.fullmatch(r"beta_tcvae-beta=6-toy-seed=0-\d{6}", name), name
+
+    page.reload()
+    settle(page, "Train a model")
+    page.get_by_text("started by you").first.wait_for(timeout=PAGE_S * 1000)
+    cancel = page.get_by_role("button", name=re.compile("Cancel"))
+    assert cancel.is_visible() and cancel.is_enabled()  # yours to cancel, at the top of the page
+    page.get_by_text(re.compile(r"Saved to .*\(complete")).wait_for(timeout=TRAIN_S * 1000)
+    page.get_by_text("TC sampled codes (Gaussian, nats)").wait_for(timeout=PAGE_S * 1000)  # its TC report, computed here
+    assert name in picked(page)  # the picker moved to it
+    assert_no_exception(page)
+    page.get_by_role("button", name=re.compile("Open in Models")).click()
+    settle(page, "Models")
+    page.get_by_role("heading", name=f"Picked: {name}").wait_for()
+    assert name in picked(page)
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(state="visible")
     assert_no_exception(page)
 
 

@@ -1,4 +1,5 @@
 import math
+import re
 import subprocess
 import sys
 
@@ -70,3 +71,56 @@ def test_theory_table():
     assert float(cells[2]) == pytest.approx(-0.5 * math.log(0.75), abs=1e-4)
     assert float(cells[3]) == pytest.approx(-0.5 * math.log(1 - 0.0625), abs=1e-4)
     assert float(cells[4]) == pytest.approx(-0.5 * math.log(0.75), abs=1e-4)
+
+
+def test_report_writes_one_html_file_and_refuses_a_folder_without_a_run(tmp_path, tiny_run, capsys):
+    out = tmp_path / "kept" / "tiny.html"
+    out.parent.mkdir()
+    assert main(["report", str(tiny_run), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>") and f"MTC Explorer report: {tiny_run.name}" in text
+    assert "data:image/png;base64," in text and "<script" not in text  # the traversal inline, nothing to run
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert [p.name for p in out.parent.iterdir()] == ["tiny.html"]  # written atomically: no temporary file left
+    for argv, needle in ((["report", str(tmp_path)], "not a run folder (no config.json)"),
+                         (["report", str(tmp_path / "missing")], "not a folder"),
+                         (["report", str(tiny_run), "--out", str(tmp_path / "r.txt")], "unexpected file extension '.txt'")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err
+    result = subprocess.run([sys.executable, "-m", "mtc_core", "report", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_prints_its_stages_and_one_note_per_kind_of_warning(tmp_path, tiny_run, capsys, monkeypatch):
+    """Stages on stderr with the elapsed time; a library's warnings as one line of ours each, with how many and where."""
+    import shutil
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mtc_core import metrics
+
+    real_mig = metrics.mig
+
+    def mig_that_fits_a_classifier_badly(*args, **kwargs):  # a real sklearn ConvergenceWarning, twice per call
+        x = np.random.default_rng(0).normal(size=(60, 3))
+        for _ in range(2):
+            LogisticRegression(max_iter=1).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+        return real_mig(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "mig", mig_that_fits_a_classifier_badly)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["evaluate", str(run), "--num-train", "300", "--num-test", "150", "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "| Gaussian TC (nats) |" in out  # the results stay on stdout
+    lines = err.strip().splitlines()
+    stages = [m.group(2) for line in lines if (m := re.match(r"^\[\s*(\d+\.\d) s\] (.+)$", line))]
+    assert stages[0] == "encoding" and stages[-1] == "recon"
+    assert {"mean: mig", "sampled: mig", "tc", "activity", "mean: factor_vae", "sampled: beta_vae"} <= set(stages)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(stages) + len(notes) == len(lines)  # nothing else: no raw warning text, no tracebacks
+    (ours,) = [n for n in notes if "after 1 iteration" in n]
+    assert ours.startswith("note: 4 ConvergenceWarnings from sklearn in mean: mig, sampled: mig: lbfgs failed to converge")
+    assert ours.endswith("(the score uses each such fit as it stood when its iteration limit (sklearn's max_iter) was reached)")

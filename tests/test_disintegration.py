@@ -6,10 +6,13 @@ import pytest
 
 from mtc_core.estimators import tc_knn
 from mtc_core.metrics.disintegration import (
+    carried,
     discretize,
     disintegration_report,
+    factor_summary,
     latents_per_factor,
     mi_matrix,
+    noise_floor,
     split_ratio,
     synthetic_split,
 )
@@ -91,3 +94,44 @@ def test_bad_input_raises(rng):
         synthetic_split(100, m=5, size=32)
     with pytest.raises(ValueError, match="noise"):
         synthetic_split(100, noise=-1.0)
+
+
+def test_a_factor_no_latent_reaches_is_carried_by_none():
+    m = np.array([[0.5, 0.5, 0.0], [0.9, 0.05, 0.05], [0.05, 0.04, 0.0]])
+    summary = factor_summary(m, tau=0.1)
+    assert summary["carried"] == [True, True, False]
+    assert summary["split_ratio"][:2] == pytest.approx([0.5, 0.1]) and summary["split_ratio"][2] is None
+    assert summary["best_latent"] == [0, 0, None]
+    assert summary["best_m"] == pytest.approx([0.5, 0.9, 0.05])
+    # a floor above tau raises that factor's threshold: 0.5 no longer reaches 0.6
+    floor = np.array([0.6, 0.0, 0.0])
+    np.testing.assert_array_equal(latents_per_factor(m, 0.1, floor), [0, 1, 0])
+    np.testing.assert_array_equal(carried(m, 0.1, floor), [False, True, False])
+    assert factor_summary(m, 0.1, floor)["threshold"] == pytest.approx([0.6, 0.1, 0.1])
+    with pytest.raises(ValueError, match="noise floor"):
+        latents_per_factor(m, 0.1, np.zeros(2))
+
+
+def test_noise_floor_is_twice_the_plug_in_bias(rng):
+    """Continuous codes independent of a 12-class factor: the plug-in MI over 20 bins is biased by about
+    (20 - 1)(12 - 1) / (2N) nats (Miller-Madow), so the floor is about twice that over H(v) = log 12."""
+    n = 5_000
+    codes, factors = rng.standard_normal((n, 4)), rng.integers(0, 12, size=(n, 1))
+    expected = 2 * 19 * 11 / (2 * n) / math.log(12)
+    assert noise_floor(codes, factors)[0] == pytest.approx(expected, rel=0.2)
+
+
+def test_codes_independent_of_a_factor_carry_it_nowhere(rng):
+    """Two factors coded by a latent each, a third independent of every latent: it is carried by no latent, gets no
+    split ratio and no best latent, even at a tau below the plug-in bias (the noise floor holds the line)."""
+    factors = rng.integers(0, 12, size=(5_000, 3))
+    codes = np.column_stack([factors[:, 0] + 0.1 * rng.standard_normal(5_000), factors[:, 1] * 2.0, rng.standard_normal(5_000)])
+    for tau in (0.1, 0.001):
+        report = disintegration_report(codes, factors, factor_names=["a", "b", "unseen"], tau=tau)
+        json.dumps(report)
+        assert report["carried"] == [True, True, False]
+        assert report["latents_per_factor"][2] == 0
+        assert report["split_ratio"][2] is None and report["best_latent"][2] is None
+        assert report["best_latent"][:2] == [0, 1]
+    assert max(np.array(report["mi_matrix"])[2]) < report["noise_floor"][2]  # what the floor is for
+    assert latents_per_factor(np.array(report["mi_matrix"]), 0.001)[2] > 0  # tau alone would count noise

@@ -81,3 +81,35 @@ def test_repeated_images_do_not_inflate_the_knn_tc(rng):
     assert repeated["mean"]["knn"]["value"] == pytest.approx(once["mean"]["knn"]["value"], abs=0.15)
     # the Gaussian TC's plug-in value hardly moves; its bias correction follows the number of points (400 vs 2,000)
     assert repeated["mean"]["gaussian"]["plugin"] == pytest.approx(once["mean"]["gaussian"]["plugin"], rel=1e-3)
+
+
+def test_encoding_streams_in_chunks_and_keeps_only_the_reconstruction_images(evaluated, monkeypatch):
+    from mtc_core.evaluation import scoring
+
+    model, dataset, _ = evaluated
+    whole_train, whole_test = scoring.encoded_points(model, dataset, num_train=1100, num_test=1300, seed=4)
+    monkeypatch.setattr(scoring, "ENCODE_CHUNK", 512)  # three chunks: the same batches of encode_numpy, the same values
+    train, test = scoring.encoded_points(model, dataset, num_train=1100, num_test=1300, seed=4)
+    for key in ("factors", "mean", "logvar", "sampled"):
+        np.testing.assert_array_equal(train[key], whole_train[key])
+        np.testing.assert_array_equal(test[key], whole_test[key])
+    assert len(train["images"]) == 0 and len(test["images"]) == scoring.RECON_IMAGES == 1000
+    np.testing.assert_array_equal(test["images"], dataset.render(test["factors"][:1000]))
+
+
+def test_evaluate_reports_progress_after_each_stage(tiny_run):
+    model, config = runs.load_run(tiny_run)
+    dataset = make_dataset(config["dataset"])
+    stages: list[str] = []
+    partials: dict[str, dict] = {}
+
+    def progress(stage: str, partial: dict) -> None:
+        stages.append(stage)
+        partials[stage] = partial
+
+    result = mtc_core.evaluate(model, dataset, seed=1, num_train=200, num_test=100, intervention_points=8, variance_points=50,
+                               dataset_tc_samples=50, progress=progress)
+    assert stages[0] == "encoding" and stages[-1] == "recon" and "tc" in stages
+    assert stages[-5:-1] == ["mean: factor_vae", "mean: beta_vae", "sampled: factor_vae", "sampled: beta_vae"]
+    assert partials["mean: beta_vae"]["mean"]["beta_vae"] == result["mean"]["beta_vae"] and "mean" not in partials["tc"]
+    assert partials["recon"]["recon"] == result["recon"]

@@ -172,6 +172,8 @@ def test_save_is_atomic_on_failure(run, monkeypatch):
 def test_new_run_dir_is_unique(tmp_path):
     dirs = {runs.new_run_dir(tmp_path, "m") for _ in range(5)}
     assert len(dirs) == 5 and all(d.is_dir() for d in dirs)
+    (tmp_path / "taken").mkdir()  # a folder of the same name is never reused: the next free suffix is made
+    assert [runs.unique_dir(tmp_path, "taken").name for _ in range(2)] == ["taken-2", "taken-3"]
 
 
 def _raw_safetensors(path, header, data=b""):

@@ -31,7 +31,8 @@ def test_app_runs_the_checkouts_app_py_found_from_a_subfolder(monkeypatch):
     monkeypatch.chdir(ROOT / "mtc_core")
     repo, command, env = launcher.app_command(["--server.port", "8765"])
     assert repo == ROOT and command == [sys.executable, "-m", "ui.server", "run", str(ROOT / "app.py"),
-                                        "--server.address", "127.0.0.1", "--server.port", "8765"]
+                                        "--server.address", "127.0.0.1", "--server.maxUploadSize", str(launcher.UPLOAD_MB),
+                                        "--server.port", "8765"]
     assert env == {"MTC_EXPOSED": "0"}  # on the loopback: no token, nothing changes for the user
 
 
@@ -39,14 +40,15 @@ def test_app_runs_the_checkouts_app_py_found_from_a_subfolder(monkeypatch):
 def test_a_loopback_address_of_the_users_is_kept(given):
     _, command, env = launcher.app_command([*given, "--server.headless", "true"])
     address = given[-1].split("=")[-1]
-    assert command[5:] == ["--server.address", address, "--server.headless", "true"] and env == {"MTC_EXPOSED": "0"}
+    assert command[5:] == ["--server.address", address, "--server.maxUploadSize", str(launcher.UPLOAD_MB), "--server.headless",
+                           "true"] and env == {"MTC_EXPOSED": "0"}
     assert command.count("--server.address") == 1
 
 
 def test_expose_listens_everywhere_with_a_fresh_token(monkeypatch):
     monkeypatch.delenv("MTC_TOKEN", raising=False)
     _, command, env = launcher.app_command(["--expose", "--server.port", "8765"])
-    assert command[5:] == ["--server.address", "0.0.0.0", "--server.port", "8765"]
+    assert command[5:] == ["--server.address", "0.0.0.0", "--server.maxUploadSize", str(launcher.UPLOAD_MB), "--server.port", "8765"]
     assert env["MTC_EXPOSED"] == "1" and len(env["MTC_TOKEN"]) >= 40  # secrets.token_urlsafe(32)
     assert launcher.app_command(["--expose"])[2]["MTC_TOKEN"] != env["MTC_TOKEN"]  # random, each start its own
 

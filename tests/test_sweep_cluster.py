@@ -226,6 +226,12 @@ def test_a_lost_node_is_told_and_its_run_retried_exactly(cluster, tmp_path, capf
 
 # --- a killed driver (item 11) ----------------------------------------------------------------------------------------
 
+def _sigint_as_from_a_terminal() -> None:
+    # a suite started in the background (`pytest &`) hands its children SIGINT ignored, which Python then leaves
+    # ignored (no KeyboardInterrupt): the driver a user interrupts from a terminal has SIGINT at its default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     spec = {"dataset": {"name": "toy"}, "seeds": [0], "models": [{"name": "vae", "params": TINY}],
             "train": {**TRAIN, "steps": 1_000_000, "eval_every": 10, "checkpoint_every": 20}}
@@ -233,7 +239,8 @@ def _start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": "local"}  # a fresh local instance, never one already on this machine
     driver = subprocess.Popen([sys.executable, "-m", "mtc_core", "sweep", str(tmp_path / "spec.json"), "--out", str(out),
-                               "--num-cpus", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               "--num-cpus", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=_sigint_as_from_a_terminal)
     config, deadline = out / "vae-seed=0" / runs.CONFIG, time.monotonic() + 90
     while time.monotonic() < deadline:
         with_step = runs.read_json(config).get("step", 0) if config.is_file() else 0

@@ -229,8 +229,7 @@ def _at_tau(stored: dict, tau: float) -> dict:
     from mtc_core.metrics import disintegration
 
     m = np.asarray(stored["mi_matrix"], dtype=float)
-    return {**stored, "latents_per_factor": disintegration.latents_per_factor(m, tau).tolist(), "tau": float(tau),
-            "split_ratio": disintegration.split_ratio(m).tolist(), "best_latent": m.argmax(1).tolist()}
+    return {**stored, **disintegration.factor_summary(m, tau, stored.get("noise_floor")), "tau": float(tau)}
 
 
 def disintegration_reports(path: str, tau: float = 0.1, n: int = NUM_POINTS, seed: int = 0) -> dict[str, dict] | None:
@@ -291,7 +290,7 @@ def monte_carlo(d: int, rho: float, s: float, n: int, seed: int = 0) -> dict:
 def _evaluate(task: background.Task, vae: VAE, ds: GroundTruthDataset) -> tuple[dict, str]:
     import mtc_core
 
-    return mtc_core.evaluate(vae, ds, seed=0, progress=lambda stage: task.report(None, stage), **EVAL_SIZES), "computed by the app"
+    return mtc_core.evaluate(vae, ds, seed=0, progress=lambda stage, partial: task.report(None, stage), **EVAL_SIZES), "computed by the app"
 
 
 def evaluation(path: str) -> background.Task:
@@ -368,3 +367,18 @@ def sweep_summary(folder: str | Path) -> tuple[pd.DataFrame, bytes | None]:
     folder = Path(folder)
     stamp = max((p.stat().st_mtime for p in folder.glob("*/config.json")), default=0.0)
     return _sweep_summary(str(folder), stamp)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the runs...")
+def _strength_points(folder: str, stamp: float, only: tuple[str, ...] | None) -> tuple[list[dict], int]:
+    from services import run_curves
+
+    return run_curves.strength_points(folder, None if only is None else list(only))
+
+
+def strength_points(folder: str | Path, only: list[str] | None = None) -> tuple[list[dict], int]:
+    """services.run_curves.strength_points (TC against regularisation strength, one point per run of the zoo or a sweep
+    folder), keyed by the newest config.json or metrics.json in the folder, so that new runs and evaluations are read."""
+    folder = Path(folder)
+    stamp = max((p.stat().st_mtime for pattern in ("*/config.json", "*/metrics.json") for p in folder.glob(pattern)), default=0.0)
+    return _strength_points(str(folder), stamp, None if only is None else tuple(sorted(only)))

@@ -1,13 +1,18 @@
 """The Your codes page's caches and views: codes files from any VAE (uploaded or kept), their analysis, run imports.
 
 Every number comes from `mtc_core.evaluation.codes_analysis.analyse` with the CLI's defaults (`mtc evaluate-codes` gives the same);
-this module caches it and lays it out. Kept code sets live in `<runs dir>/codes/<name>.npz`.
+this module runs it in the background (`services.background`, once per code set for every session) and lays it out. While
+it runs, the page draws what its stages have finished (`progress(stage, partial)`), so the first numbers show within
+seconds. Kept code sets live in `<runs dir>/codes/<name>.npz`.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+import time
 import zipfile
+from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +20,25 @@ import pandas as pd
 import streamlit as st
 
 from mtc_core import runs
+from mtc_core.cli.launcher import UPLOAD_MB
 from mtc_core.evaluation import codes_file, tc_report
 from mtc_core.evaluation.codes_analysis import analyse_validated_codes, code_points
 from mtc_core.evaluation.codes_file import Codes
 from mtc_core.runs import zip_import
 from mtc_core.visualize import figures
-from services import run_listing
-from ui import guard, widgets
+from services import background, run_listing
+from ui import guard, pages, widgets
 
 SEED = 0  # the CLI's default seed: the page shows what `mtc evaluate-codes FILE` prints
 UPLOAD, KEEP_NAME = "codes_upload", "codes_keep_name"  # widget keys read by the callbacks below
 ARCHIVE, RUN_NAME = "codes_import_zip", "codes_import_name"
 MESSAGE = "codes_message"  # (kind, text) a callback leaves for the page to show once
+
+
+def upload_limit_mb() -> int:
+    """The upload limit in MB (Streamlit's, MiB): `mtc app`'s UPLOAD_MB, or the server's own setting when it is lower (a
+    plain `streamlit run` with another --server.maxUploadSize); what the labels say and the uploaders enforce."""
+    return min(UPLOAD_MB, int(st.get_option("server.maxUploadSize")))
 
 
 def codes_dir() -> Path:
@@ -50,13 +62,76 @@ def load(key: str, data: bytes) -> Codes:
     return _load(key, data)
 
 
-@st.cache_data(max_entries=8, show_spinner="Analysing the codes: TC estimators with intervals, metrics (a few seconds per 10,000 points)...")
-def _analysis(key: str, _codes: Codes) -> dict:
-    return analyse_validated_codes(_codes, seed=SEED)
+_partial: dict[Hashable, tuple[str, dict]] = {}  # a running analysis's task key -> (its last stage, the results so far)
+_partial_lock = threading.Lock()
 
 
-def analysed_codes(key: str, codes: Codes) -> dict:
-    return _analysis(key, codes)
+def _analyse(task: background.Task, codes: Codes) -> dict:
+    def progress(stage: str, partial: dict) -> None:
+        task.report(None, stage)
+        with _partial_lock:
+            _partial[task.key] = (stage, partial)
+
+    try:
+        return analyse_validated_codes(codes, seed=SEED, progress=progress)
+    finally:
+        with _partial_lock:
+            _partial.pop(task.key, None)
+
+
+def analysis(key: str, codes: Codes) -> background.Task:
+    """The analysis of a code set (`key` names the upload or the kept file's version), computed once in the background."""
+    return background.submit(("codes_analysis", key), "Analysing the codes", _analyse, codes)
+
+
+def partial_result(task: background.Task) -> tuple[str, dict] | None:
+    """(the last finished stage, the results so far) of a running analysis; None before its first stage ends."""
+    with _partial_lock:
+        return _partial.get(task.key)
+
+
+def analysed_codes(key: str, codes: Codes, wait_s: float | None = None) -> dict | None:
+    """The analysis when it is done (waiting up to `wait_s`, by default what is left of the page run's budget); else
+    None, after drawing what its finished stages hold, redrawn every POLL_S until it is done and the page reruns. A
+    failed analysis shows its reason (None)."""
+    task = analysis(key, codes)
+    try:
+        return task.value(wait=pages.wait_left(0.3) if wait_s is None else wait_s)
+    except TimeoutError:
+        st.fragment(_partial_view, run_every=widgets.POLL_S)(task.key)
+        return None
+    except Exception as error:  # the analysis's own error, e.g. a factor whose classes cannot be split
+        st.error(f"Not analysed: {runs.error_text(error)}")
+        return None
+
+
+def _partial_view(task_key: Hashable) -> None:
+    task = background.get(task_key)
+    if task is None or task.done:
+        st.rerun(scope="app")
+    elapsed = time.time() - (task.started or task.created)
+    state = task.stage or ("queued behind another computation" if not task.started else "starting")
+    st.progress(min(0.95, elapsed / (elapsed + 20)), text=f"Analysing the codes: {state} done · {elapsed:.0f} s")
+    found = partial_result(task)
+    if found is not None:
+        show_partial(*found, key="codes_partial")
+
+
+def show_partial(stage: str, partial: dict, key: str) -> None:
+    """What the finished stages of an analysis hold: the TC report once its stage is done, the metrics so far."""
+    st.caption(f"Partial results (up to {stage}); the rest follows as it is computed.")
+    tc = partial.get("tc")
+    if isinstance(tc, dict) and len(tc.get("active", [])) + len(tc.get("passive", [])) >= 2:
+        st.subheader("Total correlation (nats)")
+        widgets.table(widgets.tc_estimates(tc), key=f"{key}_tc", file_name="tc_estimates.csv")
+        if (note := tc_report.mixture_note(tc)) is not None:
+            st.caption(note)
+        widgets.table(split_table(tc, None), key=f"{key}_split", file_name="tc_split.csv")
+    elif "tc" not in partial:
+        st.caption("Total correlations: not yet computed.")
+    if any(isinstance(partial.get(rep), dict) for rep in ("mean", "sampled")):
+        st.subheader("Metrics so far")
+        widgets.table(metrics_table(partial, encoder_rows=False), key=f"{key}_metrics", file_name="metrics.csv")
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -137,25 +212,28 @@ def read_kept(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def split_table(tc: dict, bound: dict) -> pd.DataFrame:
+def split_table(tc: dict, bound: dict | None) -> pd.DataFrame:
     parts = {"all": "all latents", "active": "among active latents", "passive": "among passive latents",
              "between": "between active and passive, I(A; P)"}
     rows = [{"part": label, **{f"{code} codes": tc_report.describe(tc, code, "gaussian", part=part) for code in ("mean", "sampled")},
-             "bound on the sampled codes": f"{bound[part]['value']:.3f}" if part in ("all", "passive") else ""}
+             "bound on the sampled codes": f"{bound[part]['value']:.3f}" if bound and part in ("all", "passive") else ""}
             for part, label in parts.items()]
     return pd.DataFrame(rows)
 
 
-def metrics_table(result: dict) -> pd.DataFrame:
+def metrics_table(result: dict, encoder_rows: bool = True) -> pd.DataFrame:
+    """The metrics of the mean and the sampled codes (rows none of them has are left out; a partial result may hold the
+    mean codes' only, "n/a" for the sampled ones)."""
     def row(name: str, get) -> dict:
-        return {"metric": name, **{f"{rep} codes": _cell(get(result[rep])) for rep in ("mean", "sampled")}}
+        return {"metric": name, **{f"{rep} codes": _cell(get(result.get(rep) or {})) for rep in ("mean", "sampled")}}
 
     rows = [row("MIG", lambda r: r.get("mig")), row("SAP", lambda r: r.get("sap")),
             *(row(f"DCI {k}", lambda r, k=k: (r.get("dci") or {}).get(k)) for k in ("disentanglement", "completeness", "informativeness_test")),
             row("modularity", lambda r: r.get("modularity_score")), row("explicitness (test)", lambda r: r.get("explicitness_score_test")),
             row("Wasserstein correlation (normalised)", lambda r: r.get("gaussian_wasserstein_correlation_norm")),
             row("MI score", lambda r: r.get("mutual_info_score")),
-            row("FactorVAE score", lambda r: "needs the encoder"), row("BetaVAE score", lambda r: "needs the encoder")]
+            *([row("FactorVAE score", lambda r: "needs the encoder"), row("BetaVAE score", lambda r: "needs the encoder")]
+              if encoder_rows else [])]
     return pd.DataFrame([r for r in rows if any(v != "n/a" for k, v in r.items() if k != "metric")])
 
 
@@ -210,5 +288,7 @@ def show(result: dict, points: dict[str, np.ndarray], factor_names: tuple[str, .
                                              names), key=f"{key}_mi")
     widgets.table(pd.DataFrame({"factor": names, **{f"latents ({rep})": result[rep]["disintegration"]["latents_per_factor"]
                                                     for rep in ("mean", "sampled")},
-                                **{f"split ratio ({rep})": result[rep]["disintegration"]["split_ratio"] for rep in ("mean", "sampled")}}),
+                                **{f"split ratio ({rep})": ["carried by no latent" if v is None else f"{v:.3f}"  # None: no latent carries it
+                                                            for v in result[rep]["disintegration"]["split_ratio"]]
+                                   for rep in ("mean", "sampled")}}),
                   key=f"{key}_disintegration", file_name="disintegration.csv")

@@ -27,6 +27,7 @@ PAGES = {  # title -> (script, icon); the scripts' paths are relative to app.py'
     "Factor disintegration": ("pages/7_Factor_disintegration.py", ":material/call_split:"),
     "Compare": ("pages/8_Compare.py", ":material/leaderboard:"),
     "Train": ("pages/9_Train.py", ":material/model_training:"),
+    "Training curves": ("pages/11_Curves.py", ":material/show_chart:"),
     "Your codes": ("pages/10_Your_codes.py", ":material/upload_file:"),
 }
 PAGE_FILES = {title: script for title, (script, _) in PAGES.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from mtc_core.data import BUILT_IN
 from mtc_core.models import MODELS
 from mtc_core.training import defaults
 from mtc_core.training.trainer import TrainConfig
-from mtc_core.visualize import figures
+from mtc_core.visualize import curves
 from services import run_listing, training_queue
+from ui import curves as run_views
 from ui import guard, widgets
 
 JOBS_KEY = "train_jobs"  # ids of the jobs this session started, oldest first
@@ -109,24 +111,44 @@ def config_form(model_name: str) -> TrainConfig | None:
     return config
 
 
+OWNER_KEY, OWNER_PARAM = "train_owner", "owner"  # this session's owner id, kept in the Train page's address too
+OWNER_FORM = re.compile(r"[0-9a-f]{32}")
+
+
+def owner() -> str:
+    """This session's owner id: the one in the page's address (?owner=..., which a reload keeps), else the session's,
+    else a new one. The jobs a session starts carry it, so that after a reload they are still yours. It is not a key:
+    who may cancel stays the rule of ui.guard (services/access.py)."""
+    from_address = st.query_params.get(OWNER_PARAM)
+    if from_address and OWNER_FORM.fullmatch(from_address):
+        st.session_state[OWNER_KEY] = from_address
+    return st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
+
+
 def session_jobs() -> list[training_queue.TrainingJob]:
-    """The jobs this session started (they may have finished), oldest first."""
+    """The jobs this session started, or its owner id did (before a reload), oldest first; they may have finished."""
+    me = owner()
     ids = st.session_state.setdefault(JOBS_KEY, [])
+    ids.extend(j.id for j in training_queue.owned(me) if j.id not in ids)
+    if ids:
+        st.query_params[OWNER_PARAM] = me  # a reload of this page finds them again
     return [job for job in training_queue.jobs() if job.id in ids]
 
 
 def start(config: TrainConfig) -> training_queue.TrainingJob | None:
     """Start a submitted form's training, and retire the form: its button's next trigger (a double click) is stale.
-    None, after an error message, when this session may not start one (ui.guard)."""
+    None, after an error message, when this session may not start one (ui.guard). The run is named by
+    `training_queue.run_name`: model, regularisation strength, dataset, seed and a time suffix."""
     try:
         guard.check("train")
     except guard.Refused as error:
         st.error(f"Not started: {error}")
         return None
     st.session_state[FORM_KEY] = st.session_state.get(FORM_KEY, 0) + 1
-    job = training_queue.submit(config, run_listing.runs_dir(), f"{config.model}-{config.dataset['name']}")
+    job = training_queue.submit(config, run_listing.runs_dir(), owner=owner())
     guard.done("train")
     st.session_state.setdefault(JOBS_KEY, []).append(job.id)
+    st.query_params[OWNER_PARAM] = owner()
     return job
 
 
@@ -134,7 +156,7 @@ def resume(path: str) -> None:
     """The Resume button: continue an interrupted run in the background."""
     try:
         guard.check("train")
-        job = training_queue.resume(path)
+        job = training_queue.resume(path, owner=owner())
     except ValueError as error:  # not allowed here, already training, or a config that cannot be resumed
         st.session_state["train_resume_error"] = str(error)
         return
@@ -185,31 +207,72 @@ def interrupted_panel() -> None:
 STATUS_S, CURVES_S, SIDEBAR_S = 2.0, 10.0, 5.0
 
 
-def progress_panel() -> None:
-    """Every training of this server, whoever started it: running and queued ones with live progress and Cancel, then
-    the latest finished ones. While one is going its status is redrawn every STATUS_S and its curves every CURVES_S
-    (see there for why not more often)."""
-    jobs = training_queue.jobs()
+def _announce(mine: list[training_queue.TrainingJob]) -> None:
+    """Put this session's newly finished run into the picker, selected: once per job (any of its owner's tabs)."""
+    announced = st.session_state.setdefault(ANNOUNCED_KEY, set())
+    fresh = [j for j in mine if j.done and j.run_dir is not None and j.id not in announced and not j.announced]
+    announced.update(j.id for j in mine if j.done)
+    if fresh and fresh[-1].run_dir.is_dir():
+        for job in fresh:
+            job.announced = True
+        st.session_state[widgets.PENDING_KEY] = str(fresh[-1].run_dir.resolve())
+        st.rerun(scope="app")  # redraw the sidebar so the new run is in the picker, selected
+
+
+def your_panel() -> bool:
+    """This session's trainings, at the top of the page where the eye is after Start: running and queued ones with
+    live progress, curves and Cancel; then the latest finished one with its numbers, curves and a button that opens
+    it. True while one of them is running or queued."""
+    mine = session_jobs()
+    _announce(mine)
+    going = [j for j in reversed(mine) if not j.done]
+    finished = [j for j in reversed(mine) if j.done]
+    if not going and not finished:
+        return False
+    st.subheader("Your trainings")
+    if going:
+        guard.note("Cancelling")
+    server_going = tuple(j.id for j in reversed(training_queue.jobs()) if not j.done)
+    for job in going:
+        with st.container(border=True):
+            st.fragment(_status, run_every=STATUS_S)(job.id, "you", server_going)
+            st.fragment(_curves, run_every=CURVES_S)(job.id)
+    if finished:
+        _finished(finished[0])
+        if len(finished) > 1:
+            st.caption("Earlier: " + ", ".join(f"`{j.run_dir.name if j.run_dir else j.title}` ({j.state})" for j in finished[1:SHOWN]))
+    return bool(going)
+
+
+def _finished(job: training_queue.TrainingJob) -> None:
+    """A finished training of this session: how it ended, its final TCs and reconstruction, its curves, Open."""
+    with st.container(border=True):
+        _status(job.id, "you", ())
+        if job.run_dir is None or not (job.run_dir / "config.json").is_file() or job.state == "failed":
+            return
+        run_views.open_button(job.run_dir, key=f"train_open_{job.id}")
+        tc = run_views.headline(job.run_dir, key=f"train_result_{job.id}")
+        run_views.training_curves(job.run_dir, key=f"train_final_curves_{job.id}", tc=tc)
+
+
+def others_panel() -> None:
+    """The trainings other sessions started on this server: running and queued ones with progress and Cancel (anyone
+    who may change things may cancel: ui.guard), then the latest finished ones."""
+    mine = {j.id for j in session_jobs()}
+    jobs = [j for j in training_queue.jobs() if j.id not in mine]
     if not jobs:
         return
-    announced = st.session_state.setdefault(ANNOUNCED_KEY, set())
-    done_mine = [job for job in session_jobs() if job.done and job.run_dir is not None and job.id not in announced]
-    if done_mine:
-        announced.update(job.id for job in done_mine)
-        st.session_state[widgets.PENDING_KEY] = str(done_mine[-1].run_dir)
-        st.rerun(scope="app")  # redraw the sidebar so the new run is in the picker, selected
-    st.subheader("Trainings on this server")
+    st.subheader("Other trainings on this server")
     going = [j for j in reversed(jobs) if not j.done]
     if going:
         guard.note("Cancelling")
-    mine = set(st.session_state.get(JOBS_KEY, []))
+    server_going = tuple(j.id for j in reversed(training_queue.jobs()) if not j.done)
     for job in going + [j for j in reversed(jobs) if j.done][:SHOWN]:
         with st.container(border=True):
-            who = "you" if job.id in mine else "another session"
             if job.done:
-                _status(job.id, who, ())
+                _status(job.id, "another session", ())
                 continue
-            st.fragment(_status, run_every=STATUS_S)(job.id, who, tuple(j.id for j in going))
+            st.fragment(_status, run_every=STATUS_S)(job.id, "another session", server_going)
             st.fragment(_curves, run_every=CURVES_S)(job.id)
 
 
@@ -219,7 +282,8 @@ def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
     if going and (job.done or tuple(j.id for j in reversed(training_queue.jobs()) if not j.done) != going):
         st.rerun(scope="app")
     p = job.progress()
-    st.markdown(f"**{job.title}**, {p.total} steps (started by {who}): *{p.state}*")
+    name = f"`{job.run_dir.name}`" if job.run_dir is not None else f"**{job.title}**"
+    st.markdown(f"{name}, {job.title}, {p.total} steps (started by {who}): *{p.state}*")
     if p.state == "queued":
         running, queued = training_queue.server_load()
         st.warning(f"Busy: {running} training(s) running on this server, {queued} queued; "
@@ -243,7 +307,9 @@ def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
 def _curves(job_id: str) -> None:
     history = training_queue.find(job_id).progress().history
     if history:
-        widgets.plotly_chart(figures.training_curves(history), key=f"train_curves_{job_id}")
+        widgets.plotly_chart(curves.run_figure(history), key=f"train_curves_{job_id}")
+    else:
+        st.caption("The curves appear at the first evaluation step.")
 
 
 def sidebar_status(live: bool = True) -> None:

@@ -4,6 +4,7 @@ and the progress indicator of background computations."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,15 +74,37 @@ def model_picker() -> None:
         # set on every run, not only the first: each page's picker is a widget of its own (Streamlit's widget ids
         # include the page), which would start at its default after a page switch; this carries the pick over
         st.session_state[RUN_KEY] = st.session_state.get(RUN_KEY) or (run_listing.default_pair(entries)[0] or entries[0]).path
-        st.sidebar.selectbox("Model", list(labels), format_func=labels.get, key=RUN_KEY,
-                             help=f"Zoo: {run_listing.zoo_dir()}  \nYour runs: {run_listing.runs_dir()}")
         picked = next(e for e in entries if e.path == st.session_state[RUN_KEY])
+        # the box shows a compact label (a full one is cut at the sidebar's width); the full one is in the help and below
+        st.sidebar.selectbox("Model", list(labels), format_func=lambda path: compact_label(labels[path]), key=RUN_KEY,
+                             help=f"**{picked.label}**  \nZoo: {run_listing.zoo_dir()}  \nYour runs: {run_listing.runs_dir()}")
         st.sidebar.caption(f"{picked.label} · `{picked.model}` on {picked.dataset}, seed {picked.seed}, {picked.status}")
     broken = [e for e in everything if e.problem is not None]
     if broken:
         with st.sidebar.expander(f"{len(broken)} run{'s' if len(broken) > 1 else ''} cannot be opened", icon=":material/error:"):
             for e in broken:
                 st.caption(f"**{Path(e.path).name}**: {e.problem}")
+
+
+COMPACT = ((r"^ours,\s*", ""), (r" mean-TC\b", ""), (r"\blambda_od (?=\d)", "λ_od "), (r"\blambda (?=\d)", "λ"),
+           (r"\bbeta (?=\d)", "β"), (r"\bgamma (?=\d)", "γ"), (r"\bwarm-up (?=\d)", "wu "), (r",\s*", " "))
+
+
+def compact_label(label: str) -> str:
+    """A zoo label short enough for the sidebar's select box: "RTC-VAE (ours, KDE mean-TC, lambda 2, warm-up 5k),
+    Shapes2D, seed 0" -> "RTC-VAE KDE λ2 wu 5k · Shapes2D · s0" (the full label is in the picker's help and caption).
+    Your runs ("run · folder") keep their label."""
+    if label.startswith("run · "):
+        return label
+    match = re.fullmatch(r"([^(]*?)\s*\((.*)\)(.*)", label)
+    head, inner, tail = match.groups() if match else (label, "", "")
+    if not match:
+        head, _, tail = label.partition(",")
+        tail = "," + tail if tail else ""
+    for pattern, replacement in COMPACT:
+        inner = re.sub(pattern, replacement, inner)
+    tail = re.sub(r",\s*", " · ", re.sub(r",\s*seed (\d+)$", r" · s\1", tail))
+    return f"{head} {inner}".strip() + tail
 
 
 def device_badge() -> None:

@@ -1,4 +1,4 @@
-"""Command line: python -m mtc_core {train, evaluate, evaluate-codes, traverse, theory, sweep, reproduce, zoo-add} ...
+"""Command line: python -m mtc_core {train, evaluate, evaluate-codes, report, traverse, theory, sweep, reproduce, zoo-add} ...
 
 Bad flags, values and files exit 2 with a one-line reason (`main` turns every refusal the package raises,
 ValueError or OSError, into that line); only a bug shows a traceback.
@@ -20,6 +20,7 @@ from mtc_core.cli.parsing import (
     MAX_MESSAGE,
     MAX_POINTS,
     MAX_SEED,
+    REPORT_FORMATS,
     TABLE_FORMATS,
     Parser,
     UsageError,
@@ -119,7 +120,10 @@ def cmd_evaluate(argv: list[str]) -> int:
     metrics = runs.read_json(metrics_path) if metrics_path.is_file() else {}  # read (and refused) before minutes of work
     if not isinstance(metrics, dict):
         raise UsageError(f"{metrics_path}: not a JSON object, so the evaluation has nowhere to go; fix or delete the file")
-    results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed)
+    from mtc_core.cli.progress import StageLog
+
+    with StageLog() as log:  # one line per stage and the libraries' warnings as one note each, on stderr
+        results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed, progress=log)
     metrics["evaluation"] = runs.json_safe(results)
     runs.write_json(metrics_path, metrics)
     from mtc_core.evaluation.codes_analysis import summary_table
@@ -136,7 +140,8 @@ def cmd_evaluate_codes(argv: list[str]) -> int:
                     description="Analyse the codes of any VAE: everything evaluate reports that needs no encoder. The .npz holds "
                                 "mean [N, D], logvar (or var, std) [N, D]; optional sampled [N, D], factors [N, K], "
                                 "factor_names [K], num_train (README: exporting codes).")
-    parser.add_argument("codes", type=Path, help=f".npz codes file (at most {codes_file.MAX_BYTES / 1e6:.0f} MB)")
+    parser.add_argument("codes", type=Path, help=f".npz codes file (at most {codes_file.MAX_BYTES / 2**20:.0f} MB, "
+                        "as the app's upload limit)")
     parser.add_argument("--out", type=Path, help="JSON file for the full result (default: next to the codes file, <name>.analysis.json)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampled codes (when the file has none), the split and every estimator")
     parser.add_argument("--dci-mode", choices=("fast", "gbt"), default="fast", help="gbt: disentanglement_lib's exact DCI, ~70 s")
@@ -145,10 +150,12 @@ def cmd_evaluate_codes(argv: list[str]) -> int:
     out = args.out or args.codes.with_name(args.codes.stem + ".analysis.json")
     check_output(out, "--out", (".json",))
     from mtc_core import runs
+    from mtc_core.cli.progress import StageLog
     from mtc_core.evaluation import codes_analysis
 
     codes = codes_file.load_codes(args.codes)
-    result = codes_analysis.analyse_validated_codes(codes, seed=args.seed, dci_mode=args.dci_mode)
+    with StageLog() as log:
+        result = codes_analysis.analyse_validated_codes(codes, seed=args.seed, dci_mode=args.dci_mode, progress=log)
     runs.write_json(out, result)
     settings = result["settings"]
     print(f"{settings['num_points']:,} points x {codes.num_latents} latents; TCs on {settings['num_train']:,} points"
@@ -158,6 +165,25 @@ def cmd_evaluate_codes(argv: list[str]) -> int:
         print(f"constant factors left out: {', '.join(codes.dropped_factors)}")
     print(codes_analysis.summary_table(result))
     print(f"full results: {out}")
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    parser = Parser(prog="python -m mtc_core report",
+                    description="A run's analysis (config, TC report with intervals, activity, metrics, training curves, a "
+                                "traversal) as one self-contained HTML file that opens offline; the Models page's download.")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--out", type=Path, help="HTML file to write (default: <run name>.report.html in the current folder)")
+    parser.add_argument("--no-traversal", action="store_true", help="leave out the traversal image (it loads the model, ~3 s)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(args.run.resolve().name + ".report.html")
+    check_output(out, "--out", REPORT_FORMATS)
+    from mtc_core import runs
+    from mtc_core.evaluation import run_report
+
+    text = run_report.run_report_html(args.run, traversal=not args.no_traversal)  # ValueError for a folder holding no run
+    runs.atomic_write_bytes(out, text.encode("utf-8"))
+    print(f"wrote {out} ({len(text.encode('utf-8')) / 1e3:,.0f} kB)")
     return 0
 
 
@@ -331,8 +357,8 @@ def cmd_zoo_add(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "evaluate-codes": cmd_evaluate_codes, "traverse": cmd_traverse, "theory": cmd_theory,
-            "sweep": cmd_sweep, "reproduce": cmd_reproduce, "zoo-add": cmd_zoo_add}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "evaluate-codes": cmd_evaluate_codes, "report": cmd_report,
+            "traverse": cmd_traverse, "theory": cmd_theory, "sweep": cmd_sweep, "reproduce": cmd_reproduce, "zoo-add": cmd_zoo_add}
 
 
 def main(argv: list[str] | None = None) -> int:

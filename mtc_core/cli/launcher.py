@@ -26,6 +26,12 @@ LOOPBACK = "127.0.0.1"  # where `mtc app` listens by default
 EVERYWHERE = "0.0.0.0"  # noqa: S104 - what --expose listens on: every interface, on purpose
 EXPOSED_ENV, TOKEN_ENV = "MTC_EXPOSED", "MTC_TOKEN"  # how the server process learns its mode (services/access.py reads them)
 MIN_TOKEN_CHARS = 16  # a shorter MTC_TOKEN is refused here and ignored by the app (read-only)
+# The app's upload limit, in Streamlit's megabytes (MiB, 2**20 bytes): the largest whole number within a codes file's
+# limit (evaluation.codes_file.MAX_BYTES, 256,000,000 bytes) and above a run archive's (runs.zip_import.MAX_ARCHIVE_BYTES,
+# 241,000,000), so that every file the app can read gets through. The one number: `mtc app` passes it as
+# --server.maxUploadSize, .streamlit/config.toml says the same for a plain `streamlit run app.py`, and the Your codes
+# page's labels and uploaders read it (tests/test_app_upload.py ties the four together).
+UPLOAD_MB = 244
 
 
 def is_loopback(address: str | None) -> bool:
@@ -89,7 +95,9 @@ def app_command(argv: list[str]) -> tuple[Path, list[str], dict[str, str]]:
     if importlib.util.find_spec("streamlit") is None:
         raise ValueError("streamlit is not installed: pip install '.[app]' in the checkout")
     # ui.server: streamlit run, with the app's imports warmed while the server starts (the first page is faster)
-    return repo, [sys.executable, "-m", "ui.server", "run", str(repo / "app.py"), "--server.address", address, *rest], env
+    # the upload limit unless the user sets their own (the page's labels read what the server got: ui/codes.py)
+    upload = [] if any(a.startswith("--server.maxUploadSize") for a in rest) else ["--server.maxUploadSize", str(UPLOAD_MB)]
+    return repo, [sys.executable, "-m", "ui.server", "run", str(repo / "app.py"), "--server.address", address, *upload, *rest], env
 
 
 def listening(address: str | None, expose: bool) -> tuple[str, dict[str, str]]:
@@ -108,7 +116,7 @@ def usage() -> str:
 
     return (f"usage: mtc {{app,{','.join(COMMANDS)}}} ... (each takes --help)\n"
             "  app   start the explorer web app on the shipped zoo (in a checkout; on this machine only, --expose for a network)\n"
-            "  the others: as python -m mtc_core (train, evaluate, evaluate-codes, traverse, theory, sweep, reproduce, zoo-add)")
+            f"  the others: as python -m mtc_core ({', '.join(COMMANDS)})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ MAX_POINTS = 100_000  # evaluate --num-train / --num-test: images rendered at on
 MAX_SEED = 2**63 - 1
 MAX_MESSAGE = 600  # characters of an error line
 TABLE_FORMATS = (".md", ".markdown")  # reproduce --table
+REPORT_FORMATS = (".html", ".htm")  # report --out
 
 
 class UsageError(Exception):

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from mtc_core.estimators.sampling import draw_sampled_codes
 from mtc_core.evaluation.codes_file import Codes, validate
-from mtc_core.evaluation.scoring import REPRESENTATIONS, score_points
+from mtc_core.evaluation.scoring import REPRESENTATIONS, Progress, score_points
 from mtc_core.metrics.activity import ACTIVITY_THRESHOLD
 from mtc_core.runs import json_safe
 from mtc_core.theory import measured_sampled_tc_bound
@@ -87,13 +86,13 @@ def check_split_classes(train: dict, test: dict | None, names: tuple[str, ...] |
 
 
 def analyse_validated_codes(codes: Codes, *, seed: int = 0, dci_mode: str = "fast", dataset_tc_samples: int = 2_000,
-            progress: Callable[[str], None] | None = None) -> dict:
+            progress: Progress | None = None, device=None) -> dict:
     """The report of validated codes (see `analyse_codes`)."""
     t0 = time.perf_counter()
     train, test = code_points(codes, seed)
     check_split_classes(train, test, codes.factor_names)
     result = score_points(train, test, codes.factor_names, seed=seed, dci_mode=dci_mode,
-                          dataset_tc_samples=dataset_tc_samples, progress=progress)
+                          dataset_tc_samples=dataset_tc_samples, progress=progress, device=device)
     for rep in REPRESENTATIONS:
         result[rep].update({name: dict(NEEDS_ENCODER) for name in INTERVENTION_METRICS})
     result["sampled_tc_bound"] = _bound_report(result["activity"], result["tc"])
@@ -110,7 +109,7 @@ def analyse_validated_codes(codes: Codes, *, seed: int = 0, dci_mode: str = "fas
 
 def analyse_codes(mean, logvar=None, factors=None, *, var=None, std=None, sampled=None, factor_names=None,
                   num_train=None, seed: int = 0, dci_mode: str = "fast", dataset_tc_samples: int = 2_000,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Progress | None = None, device=None) -> dict:
     """`analyse_codes(mean[N, D], logvar[N, D], factors[N, K] = None) -> dict`: `evaluate`'s report without the encoder.
 
     The posterior spread is `logvar`, or `var` / `std`. Optional: the `sampled` codes the model drew, `factor_names`,
@@ -118,10 +117,13 @@ def analyse_codes(mean, logvar=None, factors=None, *, var=None, std=None, sample
     (with "factor_vae" / "beta_vae" marked `needs_encoder`), "activity", "settings", "seconds", no "recon"; plus
     "sampled_tc_bound" (the bound on the sampled codes' Gaussian TC for the measured variances, all latents and
     passive ones) and "factors" (names used, constant factors dropped). ValueError naming a problem in the input.
+    progress(stage, partial), when given, is called after each stage (`evaluation.score_points`) with a JSON-safe
+    copy of the results so far. device: a torch device (a GPU) for the TC report's matrix algebra (None: numpy).
     """
     codes = validate(mean, logvar, var=var, std=std, sampled=sampled, factors=factors, factor_names=factor_names,
                      num_train=num_train)
-    return analyse_validated_codes(codes, seed=seed, dci_mode=dci_mode, dataset_tc_samples=dataset_tc_samples, progress=progress)
+    return analyse_validated_codes(codes, seed=seed, dci_mode=dci_mode, dataset_tc_samples=dataset_tc_samples, progress=progress,
+                                   device=device)
 
 
 def summary_table(result: dict) -> str:

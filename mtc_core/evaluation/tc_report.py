@@ -31,14 +31,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-from mtc_core.estimators.offline import gaussian_tc_bias, log_det_correlation, tc_dataset, tc_knn, validate_points
+from mtc_core.estimators.offline import (
+    gaussian_tc_bias,
+    log_det_correlation,
+    tc_dataset,
+    tc_knn,
+    torch_covariance,
+    torch_log_det_correlation,
+    validate_points,
+)
 from mtc_core.estimators.sampling import draw_sampled_codes
 from mtc_core.metrics.activity import THRESHOLD_RULE, choose_threshold, curve_thresholds, is_active, stable_range
 
 CODES = ("mean", "sampled")
 REPORT_VERSION = 3  # 2: bias-corrected Gaussian TC, clipped at 0, the activity curve, the mixture apart;
 # 3: the kNN bias correction measured against the surrogates' exact TC (`estimators.offline.tc_knn`)
+MIXTURE_POINTS = 10_000  # mixture components of the dataset Monte-Carlo TC; above it, a seeded subsample of this many
 PARTS = ("all", "active", "passive", "between")
 
 
@@ -53,11 +63,29 @@ def gaussian_tc_split(codes, active) -> dict[str, float]:
     active = np.asarray(active, dtype=bool)
     if active.shape != (x.shape[1],):
         raise ValueError(f"active must be a bool mask of length {x.shape[1]}, got shape {active.shape}")
-    cov = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+    return split_of_cov(_cov(x), active)
+
+
+def _cov(x: np.ndarray) -> np.ndarray:
+    return np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def split_of_cov(cov: np.ndarray, active: np.ndarray) -> dict[str, float]:
+    """`gaussian_tc_split` from the covariance `cov[D, D]` of the codes (one covariance serves every cut)."""
     if (np.diag(cov) <= 0).any():
         raise ValueError(f"latent {int(np.flatnonzero(np.diag(cov) <= 0)[0])} is constant: its Gaussian TC is undefined")
     whole, a, p = log_det_correlation(cov), log_det_correlation(cov[np.ix_(active, active)]), log_det_correlation(cov[np.ix_(~active, ~active)])
     return {"all": -0.5 * whole, "active": -0.5 * a, "passive": -0.5 * p, "between": 0.5 * (a + p - whole)}
+
+
+def _torch_splits(covs, active: np.ndarray) -> dict[str, list[float]]:
+    """`split_of_cov` of a batch of covariances `covs[B, D, D]` (torch), each part a list of B floats."""
+    mask = torch.as_tensor(active, device=covs.device)
+    whole = torch_log_det_correlation(covs)
+    a = torch_log_det_correlation(covs[:, mask][:, :, mask])
+    p = torch_log_det_correlation(covs[:, ~mask][:, :, ~mask])
+    parts = {"all": -0.5 * whole, "active": -0.5 * a, "passive": -0.5 * p, "between": 0.5 * (a + p - whole)}
+    return {part: v.cpu().tolist() for part, v in parts.items()}
 
 
 def _value(value: float, ci: tuple[float, float], n: int, **extra) -> dict:
@@ -85,18 +113,42 @@ def _batch_mean(values: list[float], n: int, batches: int) -> dict:
     return _value(mean, (mean - half, mean + half), n, batches=len(values), raw=mean)
 
 
-def _bootstrap(codes: dict[str, np.ndarray], active: np.ndarray, resamples: int, rng: np.random.Generator) -> dict:
-    """Bootstrap draws of the (uncorrected) Gaussian split of each code type, sharing the resampled rows."""
+def _bootstrap(codes: dict[str, np.ndarray], active: np.ndarray, resamples: int, rng: np.random.Generator,
+               device=None) -> dict:
+    """Bootstrap draws of the (uncorrected) Gaussian split of each code type, sharing the resampled rows. With a
+    `device`, the covariances and log dets of BOOTSTRAP_BATCH resamples at a time are computed in float64 torch
+    there (the same rows, from the same generator: the numpy values to float tolerance)."""
     n = next(iter(codes.values())).shape[0]
     draws: dict[str, dict[str, list[float]]] = {rep: {} for rep in codes}
+    if device is not None:
+        return _torch_bootstrap(codes, active, resamples, rng, torch.device(device), draws)
     for _ in range(resamples):
         rows = rng.integers(0, n, n)
         for rep, x in codes.items():
-            resampled = x[rows]
-            if (resampled.var(0) <= 0).any():  # a resample that made a latent constant cannot be scored
+            cov = _cov(x[rows])
+            if (np.diag(cov) <= 0).any():  # a resample that made a latent constant cannot be scored
                 continue
-            for part, v in gaussian_tc_split(resampled, active).items():
+            for part, v in split_of_cov(cov, active).items():
                 draws[rep].setdefault(part, []).append(v)
+    return draws
+
+
+BOOTSTRAP_BATCH = 8  # resamples per batched torch computation ([8, N, D] float64 gathered at once)
+
+
+def _torch_bootstrap(codes, active, resamples, rng, device, draws) -> dict:
+    n = next(iter(codes.values())).shape[0]
+    on_device = {rep: torch.as_tensor(x, dtype=torch.float64, device=device) for rep, x in codes.items()}
+    done = 0
+    while done < resamples:
+        batch = min(BOOTSTRAP_BATCH, resamples - done)
+        rows = torch.as_tensor(np.stack([rng.integers(0, n, n) for _ in range(batch)]), device=device)
+        done += batch
+        for rep, x in on_device.items():
+            covs = torch_covariance(x[rows])
+            scorable = (torch.diagonal(covs, dim1=-2, dim2=-1) > 0).all(-1)  # a latent made constant cannot be scored
+            for part, values in _torch_splits(covs[scorable], active).items():
+                draws[rep].setdefault(part, []).extend(values)
     return draws
 
 
@@ -115,20 +167,24 @@ def _corrected(raw: float, bias: float, draws: list[float], n: int) -> dict:
     return _value(estimate, (estimate - 1.96 * sd, estimate + 1.96 * sd), n, plugin=float(raw), bias=float(bias))
 
 
-def corrected_split(codes: np.ndarray, active) -> dict[str, float]:
+def corrected_split(codes: np.ndarray, active, cov: np.ndarray | None = None) -> dict[str, float]:
     """Bias-corrected Gaussian split of `codes[N, D]` at the active mask `active[D]`, each part raised to 0 where noise
-    took it below (point estimates: the activity curve's values)."""
-    raw, bias = gaussian_tc_split(codes, active), split_bias(codes.shape[0], active)
+    took it below (point estimates: the activity curve's values). `cov`: the codes' covariance, if already computed."""
+    active = np.asarray(active, dtype=bool)
+    raw = gaussian_tc_split(codes, active) if cov is None else split_of_cov(cov, active)
+    bias = split_bias(codes.shape[0], active)
     return {part: max(raw[part] - bias[part], 0.0) for part in PARTS}
 
 
-def activity_curve(codes: dict[str, np.ndarray], var_mu: np.ndarray, threshold: float) -> dict:
+def activity_curve(codes: dict[str, np.ndarray], var_mu: np.ndarray, threshold: float, covs: dict | None = None) -> dict:
     """The split of each code type at every cut of `curve_thresholds(threshold)` (kept latents only), the active count
-    at each, and the range of cuts over which the active set equals the one at `threshold`."""
+    at each, and the range of cuts over which the active set equals the one at `threshold`. `covs`: each code type's
+    covariance, if already computed (one covariance serves every cut)."""
     grid = curve_thresholds(threshold)
     curve: dict = {"thresholds": grid, "active_count": [int(is_active(var_mu, t).sum()) for t in grid]}
     for rep, x in codes.items():
-        parts = [corrected_split(x, is_active(var_mu, t)) for t in grid]
+        cov = _cov(x) if covs is None else covs[rep]
+        parts = [corrected_split(x, is_active(var_mu, t), cov) for t in grid]
         curve[rep] = {part: [p[part] for p in parts] for part in PARTS}
     return {"var_mu": [float(v) for v in var_mu], "threshold": threshold, "curve": curve,
             "stable": stable_range(var_mu, threshold, grid)}
@@ -146,9 +202,18 @@ def _knn(codes: dict[str, np.ndarray], report: dict, rng: np.random.Generator, s
         report[rep]["knn"] = _batch_mean(values, size, batches)
 
 
-def _mixture(mu: np.ndarray, logvar: np.ndarray, seed: int, batches: int, samples: int) -> dict:
+def _mixture(mu: np.ndarray, logvar: np.ndarray, seed: int, batches: int, samples: int, points: int | None = MIXTURE_POINTS) -> dict:
     """The dataset Monte-Carlo TC of the N-point mixture of posteriors, an upper estimate (module docstring); also on
-    the first half of the points: a value that still changes with N is flagged as not converged."""
+    the first half of the points: a value that still changes with N is flagged as not converged.
+
+    Its cost grows with samples x N: above `points` posteriors (None: never) the mixture is that of a seeded uniform
+    subsample of `points` of them, "n" says how many and "of_points" how many there were. A mixture of fewer
+    components is spikier, so the value is an upper estimate of the full mixture's TC too (on average; the
+    "half_n" value shows by how much halving the components moves it)."""
+    total = mu.shape[0]
+    if points is not None and total > points:
+        rows = np.random.default_rng([seed, 4]).permutation(total)[:points]
+        mu, logvar = mu[rows], logvar[rows]
     n, batches = mu.shape[0], max(batches, 1)
     per_batch = max(samples // batches, 1)
     mc = {size: [tc_dataset(mu[:size], logvar[:size], num_samples=per_batch, rng=np.random.default_rng([seed, b]))
@@ -159,11 +224,14 @@ def _mixture(mu: np.ndarray, logvar: np.ndarray, seed: int, batches: int, sample
         entry["half_n"] = half["value"]
         width = max(entry["ci"][1] - entry["value"], half["ci"][1] - half["value"], 0.0)
         entry["converged"] = bool(abs(half["value"] - entry["value"]) <= 2 * width)
+    if n < total:
+        entry["of_points"] = total
     return entry
 
 
 def tc_report(mu, logvar, sampled=None, *, seed: int = 0, bootstrap: int = 200, knn_batches: int = 5, knn_points: int = 2000,
-              dataset_mc_samples: int = 2000, active_threshold: float | None = None) -> dict:
+              dataset_mc_samples: int = 2000, active_threshold: float | None = None, device=None,
+              mixture_points: int | None = MIXTURE_POINTS) -> dict:
     """TC of the mean codes `mu[N, D]` and of the sampled codes (given, or drawn as mu + exp(logvar / 2) eps).
 
     Returns {"mean": {"gaussian", "knn"}, "sampled": {"gaussian", "knn"}, each {"value", "ci", "n", ...};
@@ -172,6 +240,8 @@ def tc_report(mu, logvar, sampled=None, *, seed: int = 0, bootstrap: int = 200, 
     [latents whose mean code is constant, left out of every estimate]; "activity": the cut, its rule and the split
     over a range of cuts; "settings": {...}}. The cut is read from the data unless `active_threshold` is given.
     `knn_batches` or `dataset_mc_samples` 0 leaves that estimate out. Deterministic for a given seed.
+    device (None: numpy on the CPU): a torch device on which the Gaussian TCs' covariances, log dets and bootstrap
+    run in float64 (a GPU's; the numpy values to float tolerance). mixture_points: see `_mixture`.
     """
     mu = validate_points(mu, "mu")
     logvar = validate_points(logvar, "logvar")
@@ -201,16 +271,25 @@ def tc_report(mu, logvar, sampled=None, *, seed: int = 0, bootstrap: int = 200, 
         raise ValueError(f"the Gaussian TC of {int(kept.sum())} latents needs more than {int(kept.sum())} points, got {n}")
 
     active_mask = active[kept]
-    draws, bias = _bootstrap(codes, active_mask, bootstrap, rng), split_bias(n, active_mask)
-    for rep, x in codes.items():
-        raw = gaussian_tc_split(x, active_mask)
+    draws, bias = _bootstrap(codes, active_mask, bootstrap, rng, device), split_bias(n, active_mask)
+    covs = {rep: _covariance(x, device) for rep, x in codes.items()}
+    for rep, cov in covs.items():
+        raw = split_of_cov(cov, active_mask)
         report["split"][rep] = {part: _corrected(raw[part], bias[part], draws[rep].get(part, []), n) for part in PARTS}
         report[rep]["gaussian"] = report["split"][rep]["all"]
-    report["activity"] = activity_curve(codes, var_mu[kept], threshold) | {"var_mu": [float(v) for v in var_mu], "rule": settings["threshold_rule"]}
+    report["activity"] = activity_curve(codes, var_mu[kept], threshold, covs) | {"var_mu": [float(v) for v in var_mu],
+                                                                                  "rule": settings["threshold_rule"]}
     _knn(codes, report, rng, seed, knn_batches, knn_points)
     if dataset_mc_samples > 0:
-        report["mixture"]["dataset_mc"] = _mixture(mu[:, kept], logvar[:, kept], seed, knn_batches, dataset_mc_samples)
+        report["mixture"]["dataset_mc"] = _mixture(mu[:, kept], logvar[:, kept], seed, knn_batches, dataset_mc_samples, mixture_points)
     return report
+
+
+def _covariance(x: np.ndarray, device=None) -> np.ndarray:
+    """np.cov of `x[N, D]`, or (with a device) the same computed there in float64 torch, returned as numpy."""
+    if device is None:
+        return _cov(x)
+    return torch_covariance(torch.as_tensor(x, dtype=torch.float64, device=torch.device(device))).cpu().numpy()
 
 
 def value(report: dict | None, code: str, estimator: str, part: str | None = None) -> float | None:

@@ -5,6 +5,11 @@ u in 0..31 coded as (u // 8, u % 8) gives two independent latents that each carr
 part of u. Measured from the normalised mutual-information matrix
 M[k, j] = I(z_j; v_k) / H(v_k), estimated as in disentanglement_lib's MIG
 (Chen et al. 2018): histogram-discretised codes, plug-in discrete MI.
+
+A latent carries factor k when M[k, j] >= max(tau, floor_k), the factor's threshold: tau a stated level (0.1 by
+default) and floor_k the noise floor, twice the plug-in MI's upward bias at this N and binning, measured as the mean
+M[k, j] over the latents against the factor's values permuted over the points (`noise_floor`). A factor that no latent
+carries has nothing to split: it gets no split ratio and no best latent (`factor_summary`).
 """
 
 from __future__ import annotations
@@ -48,12 +53,57 @@ def _validate_matrix(m) -> np.ndarray:
     return m
 
 
-def latents_per_factor(m, tau: float = 0.1) -> np.ndarray:
-    """`latents_per_factor(M[K, D], tau=0.1) -> int[K]`: per factor, the number of latents with M[k, j] >= tau."""
-    m = _validate_matrix(m)
+def noise_floor(codes, factors, num_bins: int = 20, seed: int = 0) -> np.ndarray:
+    """`noise_floor(codes[N, D], factors[N, K]) -> [K]`: twice the mean M[k, j] over the latents when the factor's values
+    are permuted over the points (seeded), i.e. twice what codes independent of the factor read at this N and binning.
+
+    Under independence 2 N I_hat is about chi^2 with (bins_z - 1)(bins_v - 1) >= 19 degrees of freedom (20 bins), so
+    its mean is at least 3 of its sd: twice the mean lies above what an independent latent reads.
+    """
+    codes = validate_points(codes, "codes")
+    factors = _validate_factors(factors, codes.shape[0])
+    permuted = factors[np.random.default_rng(seed).permutation(len(factors))]
+    return 2.0 * mi_matrix(codes, permuted, num_bins).mean(1)
+
+
+def thresholds(num_factors: int, tau: float = 0.1, floor=None) -> np.ndarray:
+    """Per factor, the level a latent's M[k, j] must reach to carry it: max(tau, floor_k) (tau alone without a floor)."""
     if not 0 < tau <= 1:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
-    return (m >= tau).sum(1).astype(np.int64)
+    if floor is None:
+        return np.full(num_factors, float(tau))
+    floor = np.asarray(floor, dtype=np.float64)
+    if floor.shape != (num_factors,) or not np.isfinite(floor).all():
+        raise ValueError(f"noise floor must be {num_factors} finite values, got shape {floor.shape}")
+    return np.maximum(float(tau), floor)
+
+
+def latents_per_factor(m, tau: float = 0.1, floor=None) -> np.ndarray:
+    """`latents_per_factor(M[K, D], tau=0.1, floor=None) -> int[K]`: per factor, the number of latents that carry it,
+    M[k, j] >= max(tau, floor_k) (`thresholds`)."""
+    m = _validate_matrix(m)
+    return (m >= thresholds(m.shape[0], tau, floor)[:, None]).sum(1).astype(np.int64)
+
+
+def carried(m, tau: float = 0.1, floor=None) -> np.ndarray:
+    """`carried(M[K, D], tau=0.1, floor=None) -> bool[K]`: whether any latent carries the factor (`latents_per_factor` > 0)."""
+    return latents_per_factor(m, tau, floor) > 0
+
+
+def factor_summary(m, tau: float = 0.1, floor=None) -> dict:
+    """Per factor (lists of K, JSON-safe): "threshold" max(tau, floor_k), "latents_per_factor", "carried", "best_m"
+    (max_j M[k, j]), and "split_ratio" and "best_latent" (argmax_j M[k, j]), both None for a factor no latent carries."""
+    m = _validate_matrix(m)
+    level, count = thresholds(m.shape[0], tau, floor), latents_per_factor(m, tau, floor)
+    ratio, best = split_ratio(m), m.argmax(1)
+    return {
+        "threshold": level.tolist(),
+        "latents_per_factor": count.tolist(),
+        "carried": (count > 0).tolist(),
+        "best_m": m.max(1).tolist(),
+        "split_ratio": [float(r) if c else None for r, c in zip(ratio, count > 0, strict=True)],
+        "best_latent": [int(b) if c else None for b, c in zip(best, count > 0, strict=True)],
+    }
 
 
 def split_ratio(m) -> np.ndarray:
@@ -72,19 +122,19 @@ def split_ratio(m) -> np.ndarray:
 def disintegration_report(codes, factors, factor_names=None, tau: float = 0.1, num_bins: int = 20) -> dict:
     """`disintegration_report(codes[N, D], factors[N, K]) -> dict` (JSON-serialisable, plain lists and floats).
 
-    Keys: factor_names, mi_matrix [K][D], latents_per_factor [K], split_ratio [K],
-    best_latent [K] (argmax_j M[k, j]), tau, num_bins.
+    Keys: factor_names, mi_matrix [K][D], noise_floor [K], then `factor_summary`'s threshold, latents_per_factor,
+    carried, best_m, split_ratio and best_latent [K] (None for a factor no latent carries), tau, num_bins.
     """
     codes = validate_points(codes, "codes")
     _validate_factors(factors, codes.shape[0], factor_names)
     m = mi_matrix(codes, factors, num_bins)
+    floor = noise_floor(codes, factors, num_bins)
     names = list(factor_names) if factor_names is not None else [f"factor_{k}" for k in range(m.shape[0])]
     return {
         "factor_names": [str(n) for n in names],
         "mi_matrix": m.tolist(),
-        "latents_per_factor": latents_per_factor(m, tau).tolist(),
-        "split_ratio": split_ratio(m).tolist(),
-        "best_latent": m.argmax(1).tolist(),
+        "noise_floor": floor.tolist(),
+        **factor_summary(m, tau, floor),
         "tau": float(tau),
         "num_bins": int(num_bins),
     }

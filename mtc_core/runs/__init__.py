@@ -34,6 +34,7 @@ from mtc_core.runs.files import (
     publish_mode,
     read_history,
     read_json,
+    unique_dir,
     write_history,
     write_json,
 )
@@ -67,7 +68,7 @@ __all__ = [
     "STALE_TMP_SECONDS", "STATUSES", "TENSOR_DTYPE_NAMES", "WEIGHTS", "CheckpointError", "TensorInfo", "atomic_save_file",
     "atomic_write_bytes", "check_dataset_spec", "check_header", "check_run_state", "check_writable_folder", "clean_orphans",
     "error_text", "expected_tensors", "is_disk_full", "iter_history", "json_safe", "last_history_record", "list_runs",
-    "load_run", "model_config", "model_params", "new_run_dir", "package_versions", "parse_json", "publish_mode", "read_history",
+    "load_run", "model_config", "model_params", "new_run_dir", "unique_dir", "package_versions", "parse_json", "publish_mode", "read_history",
     "read_json", "read_run_config", "read_safetensors_header", "read_tensors", "save_run", "save_weights", "short_repr",
     "state_tensors", "write_history", "write_json",
 ]

@@ -287,19 +287,24 @@ def check_writable_folder(folder: str | Path) -> None:
                 break
 
 
-def new_run_dir(root: str | Path, label: str) -> Path:
-    """A fresh, unique run directory under root; two processes asking at once get different ones."""
+def unique_dir(root: str | Path, stem: str) -> Path:
+    """A fresh directory `root/stem` (`stem-2`, `stem-3`... when taken), made at once, so that two processes asking at
+    the same moment get different ones."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = root / (f"{stamp}-{label}" + (f"-{i}" if i else ""))
+    for i in range(1, 1000):
+        path = root / (stem if i == 1 else f"{stem}-{i}")
         try:
             path.mkdir()
             return path
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {root}")
+
+
+def new_run_dir(root: str | Path, label: str) -> Path:
+    """A fresh, unique run directory `<date>-<time>-<label>` under root."""
+    return unique_dir(root, f"{time.strftime('%Y%m%d-%H%M%S')}-{label}")
 
 
 def list_runs(root: str | Path) -> list[Path]:

@@ -10,7 +10,6 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from mtc_core.metrics.activity import ACTIVITY_THRESHOLD, is_active
-from mtc_core.training.history import history_tc
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -221,25 +220,54 @@ def mi_heatmaps(panels: dict[str, np.ndarray], factor_names: list[str]) -> go.Fi
     return fig
 
 
-def training_curves(history: list[dict]) -> go.Figure:
-    """The training loss (left), its reconstruction and KL terms (middle) and the TC of the mean vs the sampled codes
-    (right) against the step, from history records.
+def tc_against_bound(values: dict[str, dict], bound: float) -> go.Figure:
+    """A model's Gaussian TCs against the bound its measured variances put on the sampled codes' TC (docs/design.md,
+    "The theorem"): one row per code, {"value", "ci" ([lo, hi] or None)} in nats, the bound a dashed vertical line."""
+    names = list(values)
+    colours = {name: MEAN_COLOUR if name.startswith("mean") else SAMPLED_COLOUR for name in names}
+    fig = go.Figure()
+    for name, v in values.items():
+        error = ({"type": "data", "symmetric": False, "array": [max(v["ci"][1] - v["value"], 0.0)],
+                  "arrayminus": [max(v["value"] - v["ci"][0], 0.0)]} if v.get("ci") else {"visible": False})
+        fig.add_trace(go.Scatter(x=[v["value"]], y=[name], mode="markers", name=name, error_x=error,
+                                 marker={"color": colours[name], "size": 13},
+                                 hovertemplate=f"{name}: %{{x:.3f}} nats<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[bound, bound], y=[names[0], names[-1]], mode="lines", name=f"bound on the sampled TC: {bound:.3f} nats",
+                             line={"color": "black", "dash": "dash"}, hovertemplate=f"bound: {bound:.3f} nats<extra></extra>"))
+    top = max(bound, *(v["value"] for v in values.values()), *(v["ci"][1] for v in values.values() if v.get("ci"))) * 1.1 or 1.0
+    fig.update_layout(xaxis={"title": "Gaussian total correlation (nats)", "range": [0, top]}, yaxis={"range": [-0.6, len(names) - 0.4]},
+                      height=120 + 60 * len(names), margin={"t": 30, "b": 20}, legend={"orientation": "h", "y": -0.45})
+    return fig
 
-    Both TCs are the Gaussian TC of the held-out batch (`train.eval_record`); a history written before the sampled
-    codes' TC was logged that way has the mean codes' curve only (`train.history_tc`)."""
-    steps = [r["step"] for r in history]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("training loss (nats)", "reconstruction and KL (nats, log scale)",
-                                                        "total correlation (nats)"), horizontal_spacing=0.07)
-    fig.add_trace(go.Scatter(x=steps, y=[r.get("train_loss") for r in history], name="train_loss", line={"color": "black"}), row=1, col=1)
-    for key, colour in (("recon", "#2ca02c"), ("kl", "#9467bd")):
-        fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in history], name=key, line={"color": colour}), row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=2)
-    n = next((r["tc_n"] for r in reversed(history) if "tc_n" in r), None)
-    size = f", batch of {n}" if n else ""
-    for code, colour in (("mean", MEAN_COLOUR), ("sampled", SAMPLED_COLOUR)):
-        values = [history_tc(r, code) for r in history]
-        if any(v is not None for v in values):
-            fig.add_trace(go.Scatter(x=steps, y=values, name=f"TC {code} codes (Gaussian{size})", line={"color": colour}), row=1, col=3)
-    fig.update_xaxes(title_text="step")
-    fig.update_layout(height=360, margin={"t": 70, "b": 20}, legend={"orientation": "h", "y": -0.25})
+
+def latent_histograms(mean_codes: np.ndarray, logvar: np.ndarray, var_mu: np.ndarray, threshold: float = ACTIVITY_THRESHOLD,
+                      bins: int = 30, per_row: int = 5) -> go.Figure:
+    """Small multiples, one panel per latent j: the histogram of its mean codes mu_j (top) and of its posterior variances
+    sigma_j^2 = exp(logvar_j) (below) over the points [N, D]; the panel's title says whether the latent is active,
+    Var(mu_j) [D] > `threshold` (`metrics.activity.is_active`), and a passive latent's bars are pale. Latents wrap
+    after `per_row`."""
+    mean_codes, sigma2 = np.asarray(mean_codes, dtype=np.float64), np.exp(np.asarray(logvar, dtype=np.float64))
+    d = mean_codes.shape[1]
+    active = is_active(np.asarray(var_mu, dtype=np.float64), threshold)
+    cols = min(d, per_row)
+    blocks = -(-d // cols)
+    titles = [""] * (2 * blocks * cols)
+    for j in range(d):
+        block, col = divmod(j, cols)
+        titles[2 * block * cols + col] = f"z{j} · {'active' if active[j] else 'passive'} · Var {var_mu[j]:.2g}"
+    fig = make_subplots(rows=2 * blocks, cols=cols, subplot_titles=titles, vertical_spacing=0.5 / (2 * blocks + 1),
+                        horizontal_spacing=0.03)
+    for j in range(d):
+        block, col = divmod(j, cols)
+        for offset, values, colour, name in ((1, mean_codes[:, j], MEAN_COLOUR, "mean code mu_j"),
+                                             (2, sigma2[:, j], SAMPLED_COLOUR, "posterior variance sigma_j^2")):
+            counts, edges = np.histogram(values, bins=bins)
+            fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=name, legendgroup=name,
+                                 showlegend=j == 0, marker={"color": colour, "opacity": 1.0 if active[j] else 0.35},
+                                 meta={"latent": j, "active": bool(active[j])},
+                                 hovertemplate=f"z{j}, {name}: %{{x:.3g}}: %{{y}} points<extra></extra>"),
+                          row=2 * block + offset, col=col + 1)
+    fig.update_layout(height=250 * blocks + 80, bargap=0, margin={"t": 50, "b": 20}, legend={"orientation": "h", "y": 1.04, "yanchor": "bottom"})
+    fig.update_yaxes(showticklabels=False)
+    fig.update_xaxes(nticks=4)
     return fig
