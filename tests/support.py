@@ -55,3 +55,33 @@ def end_trainings(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while any(not job.done for job in training_queue.jobs()) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def wait_until_serving(url: str, proc, seconds: float) -> bool:
+    """Poll the Streamlit server at `url` until its health endpoint answers 200 (True), or until its process `proc`
+    has exited or `seconds` have passed (False)."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+
+
+def run_dirs(tmp_path: Path, monkeypatch, run: Path) -> dict[str, Path]:
+    """MTC_RUNS_DIR holding a copy of `run` (as "tiny"), MTC_ZOO_DIR an empty folder: the app's folders for a test."""
+    import shutil
+
+    dirs = {"runs": tmp_path / "runs", "zoo": tmp_path / "zoo"}
+    shutil.copytree(run, dirs["runs"] / "tiny")
+    dirs["zoo"].mkdir()
+    monkeypatch.setenv("MTC_RUNS_DIR", str(dirs["runs"]))
+    monkeypatch.setenv("MTC_ZOO_DIR", str(dirs["zoo"]))
+    return dirs

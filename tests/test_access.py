@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+import support
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.errors import AppTestError
 
@@ -123,16 +121,8 @@ def test_the_server_listens_on_the_loopback_by_default(tmp_path):
                                  "--server.headless", "true"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, f"the server did not start:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
+        assert support.wait_until_serving(f"http://127.0.0.1:{port}", proc, TIMEOUT), \
+            f"the server did not start:\n{log.read_text()[-3000:]}"
         assert listening_sockets(proc.pid) == {("127.0.0.1", port)}
         text = log.read_text()
         assert "Network URL" not in text and "token" not in text
@@ -158,11 +148,7 @@ def small_codes() -> bytes:
 @pytest.fixture
 def exposed_dirs(tmp_path, monkeypatch, tiny_run) -> dict[str, Path]:
     """A server on the network (as `mtc app --expose` starts it), MTC_RUNS_DIR holding a copy of a tiny run."""
-    dirs = {"runs": tmp_path / "runs", "zoo": tmp_path / "zoo"}
-    shutil.copytree(tiny_run, dirs["runs"] / "tiny")
-    dirs["zoo"].mkdir()
-    monkeypatch.setenv("MTC_RUNS_DIR", str(dirs["runs"]))
-    monkeypatch.setenv("MTC_ZOO_DIR", str(dirs["zoo"]))
+    dirs = support.run_dirs(tmp_path, monkeypatch, tiny_run)
     monkeypatch.setenv("MTC_EXPOSED", "1")
     monkeypatch.setenv("MTC_TOKEN", TOKEN)
     return dirs

@@ -69,12 +69,7 @@ def tiny_model_dir(tmp_path_factory, one_thread) -> Path:
 @pytest.fixture
 def app_dirs(tmp_path, monkeypatch, tiny_model_dir) -> dict[str, Path]:
     """MTC_RUNS_DIR holding a copy of the tiny run, MTC_ZOO_DIR empty."""
-    dirs = {"runs": tmp_path / "runs", "zoo": tmp_path / "zoo"}
-    shutil.copytree(tiny_model_dir, dirs["runs"] / "tiny")
-    dirs["zoo"].mkdir()
-    monkeypatch.setenv("MTC_RUNS_DIR", str(dirs["runs"]))
-    monkeypatch.setenv("MTC_ZOO_DIR", str(dirs["zoo"]))
-    return dirs
+    return support.run_dirs(tmp_path, monkeypatch, tiny_model_dir)
 
 
 ZOO = [  # folder, label, model, seed: two seeds of one beta-TCVAE configuration and one RTC-VAE
@@ -769,15 +764,22 @@ def test_an_interrupted_run_is_resumed_exactly(app_dirs, one_thread):
 
     at = open_page("Train")
     assert "(interrupted)" in " ".join(at_options(at))
-    at.button(key="train_resume_died").click().run()
+    resume_and_compare(at, "train_resume_died", died, whole)
+    assert not at.get("button") or not any((b.key or "").startswith("train_resume") for b in at.get("button"))
+
+
+def resume_and_compare(at: AppTest, button: str, run_dir: Path, whole) -> None:
+    """Click the page's Resume for `run_dir`; the one job it queues completes and its weights equal `whole`'s, the same
+    training without the interruption, bit for bit."""
+    at.button(key=button).click().run()
     jobs = my_jobs(at)
-    assert len(jobs) == 1 and jobs[0].resume_dir == died
+    assert len(jobs) == 1 and jobs[0].resume_dir == run_dir
     wait_for_jobs(at, jobs)
     assert jobs[0].state == "complete", jobs[0].message
-    resumed, _ = runs.load_run(died)
+    resumed, config_json = runs.load_run(run_dir)
+    assert config_json["status"] == "complete"
     for name, tensor in whole.model.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
-    assert not at.get("button") or not any((b.key or "").startswith("train_resume") for b in at.get("button"))
 
 
 class Fails(Callback):
@@ -802,15 +804,7 @@ def test_a_failed_run_is_listed_as_failed_and_resumed_exactly(app_dirs, one_thre
     at = open_page("Train")
     assert "(failed)" in " ".join(at_options(at))
     assert any("*failed* at the checkpoint of step 20 / 40: history.jsonl: No space left on device" in m.value for m in at.markdown)
-    at.button(key="train_resume_failed").click().run()
-    jobs = my_jobs(at)
-    assert len(jobs) == 1 and jobs[0].resume_dir == failed
-    wait_for_jobs(at, jobs)
-    assert jobs[0].state == "complete", jobs[0].message
-    resumed, config_json = runs.load_run(failed)
-    assert config_json["status"] == "complete"
-    for name, tensor in whole.model.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    resume_and_compare(at, "train_resume_failed", failed, whole)
 
 
 def test_train_form_reports_values_out_of_bounds(app_dirs):

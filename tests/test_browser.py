@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,17 +71,9 @@ class Server:
                    "--server.address", "127.0.0.1", "--server.headless", "true"]  # the rest from .streamlit/config.toml
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        if not support.wait_until_serving(self.url, self.proc, SERVER_START_S):
+            self.stop()
+            raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
 
     def kill(self) -> None:
