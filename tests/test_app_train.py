@@ -198,3 +198,22 @@ def test_models_table_has_one_recon_and_names_the_last_batch(dirs):
     assert rows["mine"]["recon (last training batch)"] == pytest.approx(runs.read_history(target)[-1]["recon"])
     zoo_row = rows["beta_tcvae-beta6-seed0"]
     assert zoo_row["recon"] == pytest.approx(12.3456)
+
+
+def test_a_run_without_an_evaluation_is_evaluated_and_stored_from_its_page(dirs):
+    target = dirs["runs"] / "mine"
+    shutil.copytree(next(p for p in dirs["zoo"].iterdir() if p.name.startswith("vae")), target)
+    (target / runs.METRICS).write_text(json.dumps({"kept": 1}))  # what else the file holds stays
+    at = open_page("Models")
+    at.sidebar.selectbox(key="run_path").set_value(str(target.resolve()))
+    settle(at)
+    assert {m.label: m.value for m in at.metric}["recon (nats per image)"] == "n/a"
+    at.button(key="models_headline_store").click()
+    settle(at)
+    metrics = runs.read_json(target / runs.METRICS)
+    stored = metrics["evaluation"]
+    assert metrics["kept"] == 1 and stored["settings"]["num_train"] == 10_000 and stored["settings"]["num_test"] == 5_000
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["recon (nats per image)"] == f"{stored['recon']:.2f}"
+    assert shown["TC mean codes (Gaussian, nats)"] == tc_report.describe(stored["tc"], "mean", "gaussian")
+    assert not [b for b in at.button if b.key == "models_headline_store"]  # stored: nothing left to do

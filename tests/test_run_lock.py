@@ -110,6 +110,7 @@ def test_a_held_run_is_refused_to_every_other_process_until_its_holder_dies(app_
         for extra in (["--resume"], ["--overwrite"], []):  # the CLI: resume, replace, or a second run into the folder
             refused(["train", "--out", str(run), *flags, *extra], capsys, busy)
         refused(["zoo-add", str(run), "--name", "new", "--label", "L", "--zoo", str(zoo_root)], capsys, busy)  # as the source
+        refused(["evaluate", str(run), "--num-train", "50", "--num-test", "20"], capsys, busy)  # its metrics.json too
         refused(["zoo-add", str(tiny_run), "--name", "m", "--label", "L", "--zoo", str(zoo_root), "--overwrite"],
                 capsys, f"{zoo_root / 'm'} is being trained by process {holder.pid}")  # as the target
         with pytest.raises(ImportRefused, match=f"being trained by process {holder.pid}"):  # a zip imported into its name

@@ -304,6 +304,22 @@ def evaluation(path: str) -> background.Task:
                              _evaluate, vae, dataset(config["dataset"]))
 
 
+def _store(task: background.Task, path: str) -> dict:
+    from mtc_core.evaluation import stored
+
+    return stored.evaluate_and_store(path, progress=lambda stage, partial: task.report(None, stage))
+
+
+def store_evaluation(path: str, start: bool = False) -> background.Task | None:
+    """Task: the run evaluated at `evaluate`'s sizes and stored in its metrics.json (mtc_core.evaluation.stored, what
+    `python -m mtc_core evaluate RUN` writes), computed once in the background; started only when `start`, else the
+    one already started (None when there is none)."""
+    key = ("store_evaluation", path, run_listing.config_mtime(path))
+    if start:
+        return background.submit(key, f"Evaluating {Path(path).name} and storing it", _store, path)
+    return background.get(key)
+
+
 def evaluated(entries: list[run_listing.RunEntry]) -> tuple[list[dict], list[dict], list[background.Task]]:
     """(rows as run_tables.evaluation_rows gives them, with "from": metrics.json or computed here; runs that failed, as
     {"model", "problem"}; the tasks still evaluating runs without a stored evaluation, which are left out until done)."""

@@ -12,8 +12,8 @@ import streamlit as st
 from mtc_core import runs
 from mtc_core.evaluation import tc_report
 from mtc_core.visualize import curves
-from services import run_curves
-from ui import cache, pages, widgets
+from services import run_curves, run_tables
+from ui import cache, guard, pages, widgets
 
 NO_SAMPLED_NOTE = ("This history records no TC of the sampled codes by the estimator of the mean codes' curve: it predates "
                    "that record (its \"tc_sampled\" is the minibatch MSS, a training signal biased at the batch size and "
@@ -43,11 +43,32 @@ def headline(path: str | Path, key: str) -> dict | None:
     columns[2].metric("recon (nats per image)", f"{recon:.2f}" if recon is not None else "n/a",
                       help="The stored evaluation's reconstruction of held-out images from their mean codes, as every page "
                            "shows it; n/a until the run is evaluated (`python -m mtc_core evaluate RUN`).")
+    if recon is None:
+        _store_button(path, key)
     st.caption(f"TCs with 95% intervals; source: {source}. kNN: mean codes {tc_report.describe(tc, 'mean', 'knn')}, sampled codes "
                f"{tc_report.describe(tc, 'sampled', 'knn')}."
                + (f" recon (last training batch): {last_recon:.2f}, the training record's, not comparable with the above."
                   if last_recon is not None else ""))
     return tc
+
+
+def _store_button(path: str | Path, key: str) -> None:
+    """Evaluate the run as `python -m mtc_core evaluate RUN` does and store it in its metrics.json, in the background;
+    its progress meanwhile. Then every page reads the stored numbers (the reconstruction above included)."""
+    task = cache.store_evaluation(str(path))
+    if task is None:
+        if st.button("Evaluate and store", key=f"{key}_store", icon=":material/save:", disabled=guard.read_only(),
+                     help="Runs the full evaluation (10,000 + 5,000 points, seed 0, a minute or more on a CPU) and writes "
+                          "it to the run's metrics.json, as `python -m mtc_core evaluate RUN` does; then every page shows "
+                          "the stored numbers."):
+            task = cache.store_evaluation(str(path), start=True)
+        else:
+            return
+    if widgets.wait(task, key=f"{key}_storing") is not None:
+        if run_tables.read_evaluation(path) is None:
+            st.error(f"The evaluation ran but {Path(path) / runs.METRICS} does not read back as one.")
+        else:
+            st.rerun()  # every number on the page from the stored evaluation now
 
 
 def final_markers(tc: dict | None, n_points: int | None = None) -> dict[str, tuple[float, str]] | None:

@@ -29,6 +29,7 @@ from mtc_core.cli.parsing import (
     image_formats,
     in_range,
 )
+from mtc_core.evaluation import stored
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -85,50 +86,28 @@ def cmd_train(argv: list[str]) -> int:
     return 0 if result.status == "complete" else 1
 
 
-def _run_and_dataset(run: Path, device: str = "cpu"):
-    """(model, config, dataset) of a run directory, the dataset checked against the images the model takes."""
-    from mtc_core import runs
-    from mtc_core.data import make_dataset
-
-    model, config = runs.load_run(run, device)
-    if "dataset" not in config:
-        raise ValueError(f"{run}: its config.json names no dataset")
-    try:
-        dataset = make_dataset(config["dataset"], image_shape=model.config.image_shape)
-    except ValueError as e:
-        raise ValueError(f"{run}: {e}") from None
-    return model, config, dataset
-
-
 def cmd_evaluate(argv: list[str]) -> int:
     parser = Parser(prog="python -m mtc_core evaluate", description="Evaluate a run; writes its metrics.json.")
     parser.add_argument("run", type=Path)
-    parser.add_argument("--num-train", type=int, default=10_000, help=f"points for the array metrics (2..{MAX_POINTS:,})")
-    parser.add_argument("--num-test", type=int, default=5_000, help=f"held-out points (2..{MAX_POINTS:,})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-train", type=int, default=stored.NUM_TRAIN, help=f"points for the array metrics (2..{MAX_POINTS:,})")
+    parser.add_argument("--num-test", type=int, default=stored.NUM_TEST, help=f"held-out points (2..{MAX_POINTS:,})")
+    parser.add_argument("--seed", type=int, default=stored.SEED)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     in_range("--num-train", args.num_train, 2, MAX_POINTS)
     in_range("--num-test", args.num_test, 2, MAX_POINTS)
     in_range("--seed", args.seed, 0, MAX_SEED)
-    import mtc_core
     from mtc_core import runs
+    from mtc_core.cli.progress import StageLog
     from mtc_core.training.trainer import resolve_device
 
-    model, _, dataset = _run_and_dataset(args.run, resolve_device(args.device))
-    metrics_path = args.run / runs.METRICS
-    metrics = runs.read_json(metrics_path) if metrics_path.is_file() else {}  # read (and refused) before minutes of work
-    if not isinstance(metrics, dict):
-        raise UsageError(f"{metrics_path}: not a JSON object, so the evaluation has nowhere to go; fix or delete the file")
-    from mtc_core.cli.progress import StageLog
-
     with StageLog() as log:  # one line per stage and the libraries' warnings as one note each, on stderr
-        results = mtc_core.evaluate(model, dataset, num_train=args.num_train, num_test=args.num_test, seed=args.seed, progress=log)
-    metrics["evaluation"] = runs.json_safe(results)
-    runs.write_json(metrics_path, metrics)
+        evaluation = stored.evaluate_and_store(args.run, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                                        device=resolve_device(args.device), progress=log)
+    metrics_path = args.run / runs.METRICS
     from mtc_core.evaluation.codes_analysis import summary_table
 
-    print(summary_table(metrics["evaluation"]))
+    print(summary_table(evaluation))
     print(f"full results: {metrics_path} (\"evaluation\")")
     return 0
 
@@ -210,7 +189,7 @@ def cmd_traverse(argv: list[str]) -> int:
     from mtc_core.visualize import figures
     from mtc_core.visualize.traversal import check_grid_size, encode_numpy, latent_activity, traversal_values, traverse
 
-    model, _, dataset = _run_and_dataset(args.run)
+    model, _, dataset = stored.run_and_dataset(args.run)
     check_grid_size(model.config.latent_dim, args.steps, dataset.image_shape, args.scale)
     rng = np.random.default_rng(args.seed)
     images = dataset.render(dataset.sample_factors(1000, rng))

@@ -56,6 +56,7 @@ SWEEP = "sweep.json"
 
 ADDRESS_TIMEOUT_S = 10.0  # how long a cluster address may take to answer before the sweep gives up
 WAIT_S = 5.0  # longest wait between two looks at the cluster (lost nodes are reported within it)
+LOSS_GRACE_S = 10.0  # at the end, how long a sweep with a retried run waits for Ray to name a lost node
 
 
 def _comparable(train_config: dict) -> dict:
@@ -321,6 +322,12 @@ def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[O
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
         raise
-    for line in view.refresh():  # a loss Ray noticed after the last run
-        log(line)
-    return outcomes
+    # A loss Ray noticed after the last run. A retry starts as soon as the driver sees its worker gone, before Ray's
+    # health checks declare the node dead, so a short retried run can end first: then wait a little for the verdict.
+    deadline = time.monotonic() + (LOSS_GRACE_S if any(o.attempt > 1 for o in outcomes) and not view.lost else 0)
+    while True:
+        for line in view.refresh():
+            log(line)
+        if view.lost or time.monotonic() >= deadline:
+            return outcomes
+        time.sleep(0.2)
