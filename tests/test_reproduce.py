@@ -195,3 +195,31 @@ def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():
     assert table[1]["TC sampled codes (Gaussian)"] == (None, None)  # a column no seed has stays empty
 
 
+
+
+def test_a_longer_budget_is_judged_in_its_own_group_and_shown_beside_the_zoo_run():
+    def row(label, model, steps, params, tc_mean, recon):
+        run = _run(0, tc_mean, 0.01, recon)
+        evaluation = {"tc": run["tc"], "recon": recon, "mean": {"mig": 0.25}, "activity": {"active_latents": 4}}
+        return {"label": f"{label}, seed 0", "model": model, "seed": 0, "dataset": "shapes2d", "steps": steps, "params": params,
+                "group": f"{model}/{steps}", "evaluation": evaluation}
+
+    models = [row("TCVAE", "beta_tcvae", 15_000, {"beta": 6}, 1.0, 100.0),
+              row("RTC", "rtc_vae", 15_000, {"lambda_t": 2, "warmup_steps": 5000}, 0.9, 101.0),  # fails at the zoo's budget
+              row("TCVAE long", "beta_tcvae", 60_000, {"beta": 6}, 1.0, 90.0),
+              row("RTC long", "rtc_vae", 60_000, {"lambda_t": 2, "warmup_steps": 20_000}, 0.2, 91.0)]  # holds when trained longer
+    table = claims.aggregate(models)
+    groups = claims.budget_groups(table)
+    assert [(h, [r["label"] for r in rows]) for h, rows in groups] == [
+        ("shapes2d", ["TCVAE", "RTC"]), ("shapes2d, 60,000 training steps", ["TCVAE long", "RTC long"])]
+    first, long = (claims.claims(rows) for _, rows in groups)
+    two = [line for line in first + long if line.startswith("(2)") and "Gaussian TC of the means, all latents" in line]
+    assert [line.split(", Gaussian")[0] for line in two] == ["(2) RTC [seed 0; against TCVAE]", "(2) RTC long [seed 0; against TCVAE long]"]
+    assert ": does not hold:" in two[0] and ": holds:" in two[1] and "1.000 -> 0.200" in two[1]
+    lines = claims.budget_lines(models)  # each long run after the zoo run of its model and seed, the warm-up apart
+    assert [line.split(" | ")[:2] for line in lines[2:]] == [["| TCVAE, seed 0", "15,000"], ["| TCVAE long, seed 0", "60,000"],
+                                                            ["| RTC, seed 0", "15,000"], ["| RTC long, seed 0", "60,000"]]
+    assert lines[5].endswith("| 4 | 0.250 | 91.000 |")
+    text = claims.markdown(table, {"num_train": 10}, "test", models)
+    assert "## At a longer training budget" in text and "### shapes2d, 60,000 training steps" in text
+    assert claims.budget_lines(models[:2]) == [] and "## At a longer training budget" not in claims.markdown(table[:2], {}, "t", models[:2])
