@@ -284,12 +284,13 @@ def table(ours: list[dict], peer: list[dict] | None) -> str:
         if ours_name not in ours[0]:
             continue
         a = float(ours[0][ours_name]["value"][ours_key])
-        b = float(peer[0][peer_name]["value"][peer_key]) if peer else None
+        has = bool(peer) and peer_name in peer[0]  # the peer's GBT DCI is left out with --skip-gbt
+        b = float(peer[0][peer_name]["value"][peer_key]) if has else None
         times = ["", "", ""]
         if ours_name not in timed:  # time once per call
             timed.add(ours_name)
-            times = [_spread(ours, ours_name), _spread(peer, peer_name) if peer else "no peer", ""]
-            if peer:
+            times = [_spread(ours, ours_name), _spread(peer, peer_name) if has else "no peer" if not peer else "skipped", ""]
+            if has:
                 ratio = np.median([r[peer_name]["seconds"] for r in peer]) / np.median([r[ours_name]["seconds"] for r in ours])
                 times[2] = f"{ratio:.1f}x"
         peer_text, diff = (f"{b:.10g}", f"{abs(a - b):.2e}") if b is not None else ("n/a", "")
