@@ -217,3 +217,26 @@ def test_a_run_without_an_evaluation_is_evaluated_and_stored_from_its_page(dirs)
     assert shown["recon (nats per image)"] == f"{stored['recon']:.2f}"
     assert shown["TC mean codes (Gaussian, nats)"] == tc_report.describe(stored["tc"], "mean", "gaussian")
     assert not [b for b in at.button if b.key == "models_headline_store"]  # stored: nothing left to do
+
+
+def test_the_gpu_speed_options_are_offered_only_with_a_gpu_and_reach_the_config(dirs, monkeypatch):
+    at = open_page("Train")
+    assert not [c for c in at.checkbox if c.key in ("train_bf16", "train_compile", "train_cudnn_benchmark")]  # a CPU machine
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # what the form asks; the sidebar's GPU name too:
+    monkeypatch.setattr("services.run_listing.device_label", lambda *args, **kwargs: "GPU: a test's")
+    at = open_page("Train")
+    assert {c.key for c in at.checkbox} >= {"train_bf16", "train_compile", "train_cudnn_benchmark"}
+    at.selectbox(key="train_model").set_value("vae").run()
+    for key, value in (("train_steps", 20), ("train_batch_size", 16), ("train_p_latent_dim", 3), ("train_p_hidden", 16)):
+        at.number_input(key=key).set_value(value)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.checkbox(key="train_bf16").check()
+    next(b for b in at.get("button") if (b.key or "").startswith("train_start")).click().run()
+    (job_id,) = at.session_state["train_jobs"]
+    job = training_queue.find(job_id)
+    deadline = time.monotonic() + TIMEOUT
+    while not job.done:
+        assert time.monotonic() < deadline, "training did not end"
+        time.sleep(0.2)
+    train = runs.read_json(job.run_dir / runs.CONFIG)["train"]
+    assert job.state == "complete" and train["bf16"] is True and "compile" not in train  # an option on is written, one off is not

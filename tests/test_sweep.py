@@ -175,6 +175,13 @@ def test_shipped_specs_expand():
     assert "rtc_vae-lambda_t=2-mean_tc=kde-warmup_steps=5000-seed=2" in {r.name for r in zoo}
     assert all(r.config.steps == 15000 and r.config.batch_size == 64 for r in zoo)
     assert sweep.expand(sweep.load_spec(REPO / "sweeps" / "toy_demo.yaml"))
+    long = {r.name: r.config for r in sweep.expand(sweep.load_spec(REPO / "sweeps" / "zoo_long.yaml"))}  # 4x the zoo's budget
+    assert sorted(long) == ["beta_tcvae-beta=6-seed=0", "rtc_vae-lambda_t=2-mean_tc=gaussian-warmup_steps=20000-seed=0"]
+    short = {r.name: r.config for r in zoo}
+    for name, config in long.items():
+        twin = short[name.replace("warmup_steps=20000", "warmup_steps=5000")]
+        assert config.steps == 4 * twin.steps and config.model_params.get("warmup_steps", 0) == 4 * twin.model_params.get("warmup_steps", 0)
+        assert dataclasses.replace(config, steps=twin.steps, model_params=twin.model_params) == twin  # nothing else differs
 
 
 def test_select_keeps_spec_order_and_refuses_a_pattern_matching_nothing():

@@ -15,7 +15,7 @@ import torch
 from mtc_core.data import BUILT_IN
 from mtc_core.models import MODELS
 from mtc_core.training import defaults
-from mtc_core.training.trainer import TrainConfig
+from mtc_core.training.trainer import SPEED_OPTIONS, TrainConfig
 from mtc_core.visualize import curves
 from services import run_listing, training_queue
 from ui import curves as run_views
@@ -93,6 +93,11 @@ def config_form(model_name: str) -> TrainConfig | None:
             seed = st.number_input("seed", value=defaults.default("seed"), step=1, key="train_seed", help=train_comments["seed"])
             device = st.selectbox("device", devices, index=devices.index(defaults.default("device")), key="train_device",
                                   help=train_comments["device"])
+            speed = {}
+            if "cuda" in devices:  # off, and not offered, where they do not help: the CPU (bench/RESULTS.md)
+                with st.expander("GPU speed options"):
+                    speed = {name: st.checkbox(name, value=default, key=f"train_{name}", help=train_comments[name])
+                             for name, default in SPEED_OPTIONS.items()}
         with right:
             st.markdown(f"**{model_cls.__name__} config**")
             params = {f.name: _field_input(f, comments.get(f.name, ""), f"train_p_{f.name}")
@@ -104,7 +109,7 @@ def config_form(model_name: str) -> TrainConfig | None:
         return None
     try:  # every setting the form does not show at the CLI's default (one home: mtc_core.training.defaults)
         config = defaults.train_config(model_name, {"name": dataset}, params, steps=int(steps), batch_size=int(batch_size),
-                                       lr=float(lr), seed=int(seed), device=device)
+                                       lr=float(lr), seed=int(seed), device=device, **speed)
     except (ValueError, TypeError) as error:
         st.error(f"Not started: {error}")
         return None
