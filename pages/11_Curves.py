@@ -2,6 +2,8 @@
 recon, KL), smoothed as TensorBoard does; a sortable table of the runs; TC against regularisation strength for the zoo
 or a sweep folder, one point per run."""
 
+import collections
+
 import pandas as pd
 import streamlit as st
 
@@ -75,8 +77,15 @@ if not points:
     st.stop()
 dataset = st.segmented_control("Dataset", datasets, default=datasets[0], key="curves_dataset") or datasets[0]
 shown = [p for p in points if p["dataset"] == dataset]
+budgets = collections.Counter(p["steps"] for p in shown)
+if len(budgets) > 1:  # a model trained longer is another model: one budget at a time, the most common first
+    choices = [f"{steps:,} steps" if isinstance(steps, int) else "unknown" for steps, _ in budgets.most_common()]
+    picked = st.segmented_control("Training budget", choices, default=choices[0], key="curves_budget") or choices[0]
+    steps = budgets.most_common()[choices.index(picked)][0]
+    shown = [p for p in shown if p["steps"] == steps]
 widgets.plotly_chart(curves.strength_figure(shown), key="curves_strength")
 zero = [p for p in shown if p["field"] and not (isinstance(p["strength"], int | float) and p["strength"] > 0)]
-st.caption(f"{len(shown)} runs on {dataset}" + (f"; {left_out} run(s) of the folder left out (not complete or no stored "
+trained = f" trained {shown[0]['steps']:,} steps" if len(budgets) > 1 and isinstance(shown[0]["steps"], int) else ""
+st.caption(f"{len(shown)} runs on {dataset}{trained}" + (f"; {left_out} run(s) of the folder left out (not complete or no stored "
            "TC report: `python -m mtc_core evaluate RUN` stores one)" if left_out else "")
            + (f"; {len(zero)} at strength 0 or none, which a log axis cannot show" if zero else "") + ".")

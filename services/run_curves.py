@@ -70,7 +70,7 @@ def run_table(entries: list[RunEntry]) -> list[dict]:
 def strength_points(folder: str | Path, only: list[str] | None = None) -> tuple[list[dict], int]:
     """(points for `mtc_core.visualize.curves.strength_figure`, runs left out): one per complete run of the folder (the zoo
     or a sweep folder; `only`: these run paths of it) with a stored TC report: its family, swept field and strength,
-    seed, dataset and the Gaussian TC of its mean and sampled codes (`sweep_results.load_sweep`'s eval_tc_*). Runs
+    seed, dataset, training steps and the Gaussian TC of its mean and sampled codes (`sweep_results.load_sweep`'s eval_tc_*). Runs
     without a stored report or not complete are counted, not drawn."""
     keep = None if only is None else {str(Path(p).resolve()) for p in only}
     points, left_out = [], 0
@@ -84,7 +84,7 @@ def strength_points(folder: str | Path, only: list[str] | None = None) -> tuple[
         field = REGULARISERS.get(row["model"])
         points.append({"family": FAMILIES.get(row["model"], row["model"]), "model": row["model"], "field": field,
                        "strength": row["params"].get(field) if field else None, "seed": row["seed"], "run": row["run"],
-                       "dataset": ((config or {}).get("dataset") or {}).get("name"),
+                       "dataset": ((config or {}).get("dataset") or {}).get("name"), "steps": ((config or {}).get("train") or {}).get("steps"),
                        "tc_mean": row["eval_tc_mean"], "tc_sampled": row["eval_tc_sampled"]})
     return points, left_out
 

@@ -240,3 +240,26 @@ def test_the_gpu_speed_options_are_offered_only_with_a_gpu_and_reach_the_config(
         time.sleep(0.2)
     train = runs.read_json(job.run_dir / runs.CONFIG)["train"]
     assert job.state == "complete" and train["bf16"] is True and "compile" not in train  # an option on is written, one off is not
+
+
+def test_tc_against_strength_shows_one_training_budget_at_a_time(dirs, tmp_path, monkeypatch):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(dirs["zoo"], zoo)
+    longer = zoo / "beta_tcvae-beta6-seed0-long"
+    shutil.copytree(zoo / "beta_tcvae-beta6-seed0", longer)
+    config = runs.read_json(longer / runs.CONFIG)
+    config["train"]["steps"] = 120  # as if trained 4x longer
+    runs.write_json(longer / runs.CONFIG, config)
+    monkeypatch.setenv("MTC_ZOO_DIR", str(zoo))
+    at = open_page("Training curves")
+
+    def betas(at):
+        (figure,) = [s for s in specs(at).values() if s["layout"]["xaxis"].get("type") == "log"]
+        return sorted(x for t in figure["data"] if t["mode"] == "markers" and t.get("xaxis", "x") == "x" for x in t["x"])
+
+    control = at.get("button_group")[-1] if at.get("button_group") else None
+    assert betas(at) == sorted(p["beta"] for _, _, p in ZOO if p)  # the zoo's own budget first: the longer run not mixed in
+    assert control is not None and any("30 steps" in m.value for m in at.caption)
+    at.session_state["curves_budget"] = "120 steps"
+    at.run()
+    assert betas(at) == [6.0] and any("1 runs on toy trained 120 steps" in m.value for m in at.caption)
