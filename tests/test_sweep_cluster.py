@@ -155,8 +155,9 @@ def cluster(tmp_path_factory):
     roots = [tmp_path_factory.mktemp(f"node{k}") for k in range(2)]
     patch = pytest.MonkeyPatch()
     patch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
-    # a lost node is declared dead after ~1 s instead of Ray's default ~30 s
-    fast = {"health_check_period_ms": 300, "health_check_timeout_ms": 300, "health_check_failure_threshold": 3}
+    # a lost node is declared dead after ~2.5 s instead of Ray's default ~30 s: still after the retried run has ended
+    # (its 60 steps take well under a second), the race `sweep._await_loss` is there for (CI met it at ~1 s)
+    fast = {"health_check_period_ms": 300, "health_check_timeout_ms": 300, "health_check_failure_threshold": 8}
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": fast})
     nodes = [made.add_node(num_cpus=1, env_vars={sweep_worker.RUN_ROOT_ENV: str(root), "OMP_NUM_THREADS": "1"}) for root in roots]
     yield made, nodes, roots

@@ -56,7 +56,7 @@ SWEEP = "sweep.json"
 
 ADDRESS_TIMEOUT_S = 10.0  # how long a cluster address may take to answer before the sweep gives up
 WAIT_S = 5.0  # longest wait between two looks at the cluster (lost nodes are reported within it)
-LOSS_GRACE_S = 10.0  # at the end, how long a sweep with a retried run waits for Ray to name a lost node
+LOSS_GRACE_S = 10.0  # how long a retried run's line waits for Ray to name the node it lost (`_await_loss`)
 
 
 def _comparable(train_config: dict) -> dict:
@@ -295,7 +295,7 @@ def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[O
     driver = driver_identity()
     refs = {task.remote(r.name, r.config, str(out), cpus, gpus > 0, command, token, driver,
                         ship(out / r.name) if (out / r.name).is_dir() else None): r for r in todo}
-    outcomes, seconds = [], []
+    outcomes, seconds, waited = [], [], False
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=WAIT_S)
@@ -304,6 +304,9 @@ def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[O
             if not ready:
                 continue
             outcome = _result(ray, ready[0], refs.pop(ready[0]), out)
+            if outcome.attempt > 1 and not view.lost and not waited:  # once: a worker may die on a node that lives
+                waited = True
+                _await_loss(view, log)
             outcomes.append(outcome)
             if outcome.status != "failed":
                 seconds.append(outcome.seconds)
@@ -322,12 +325,17 @@ def _run_tasks(ray, todo: list[SweepRun], out: Path, total: int, earlier: list[O
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
         raise
-    # A loss Ray noticed after the last run. A retry starts as soon as the driver sees its worker gone, before Ray's
-    # health checks declare the node dead, so a short retried run can end first: then wait a little for the verdict.
-    deadline = time.monotonic() + (LOSS_GRACE_S if any(o.attempt > 1 for o in outcomes) and not view.lost else 0)
-    while True:
+    for line in view.refresh():  # a loss Ray noticed after the last run
+        log(line)
+    return outcomes
+
+
+def _await_loss(view: ClusterView, log) -> None:
+    """Refresh the view until it knows a lost node, for at most LOSS_GRACE_S. A retry starts as soon as the driver sees
+    its worker gone, before Ray's health checks declare the node dead, so a short retried run can end first: its
+    line would then count the dead node's slots and name no loss."""
+    deadline = time.monotonic() + LOSS_GRACE_S
+    while not view.lost and time.monotonic() < deadline:
+        time.sleep(0.2)
         for line in view.refresh():
             log(line)
-        if view.lost or time.monotonic() >= deadline:
-            return outcomes
-        time.sleep(0.2)
