@@ -217,9 +217,14 @@ def test_a_longer_budget_is_judged_in_its_own_group_and_shown_beside_the_zoo_run
     assert [line.split(", Gaussian")[0] for line in two] == ["(2) RTC [seed 0; against TCVAE]", "(2) RTC long [seed 0; against TCVAE long]"]
     assert ": does not hold:" in two[0] and ": holds:" in two[1] and "1.000 -> 0.200" in two[1]
     lines = claims.budget_lines(models)  # each long run after the zoo run of its model and seed, the warm-up apart
-    assert [line.split(" | ")[:2] for line in lines[2:]] == [["| TCVAE, seed 0", "15,000"], ["| TCVAE long, seed 0", "60,000"],
+    assert [line.split(" | ")[:2] for line in lines[2:6]] == [["| TCVAE, seed 0", "15,000"], ["| TCVAE long, seed 0", "60,000"],
                                                             ["| RTC, seed 0", "15,000"], ["| RTC long, seed 0", "60,000"]]
-    assert lines[5].endswith("| 4 | 0.250 | 91.000 |")
+    assert lines[5].endswith("| 4 | 0.250 | 91.000 |") and lines[6] == ""
+    # then the claims on these runs alone at each budget: claim 2 fails at 15,000 steps and holds at 60,000
+    at = {line: i for i, line in enumerate(lines)}
+    short_at, long_at = at["**At 15,000 steps** (TCVAE, seed 0, RTC, seed 0):"], at["**At 60,000 steps** (TCVAE long, seed 0, RTC long, seed 0):"]
+    said = [(i, line) for i, line in enumerate(lines) if line.startswith("- (2)") and "Gaussian TC of the means, all latents" in line]
+    assert [(i > long_at, ": holds:" in line) for i, line in said] == [(False, False), (True, True)] and short_at < said[0][0]
     text = claims.markdown(table, {"num_train": 10}, "test", models)
     assert "## At a longer training budget" in text and "### shapes2d, 60,000 training steps" in text
     assert claims.budget_lines(models[:2]) == [] and "## At a longer training budget" not in claims.markdown(table[:2], {}, "t", models[:2])

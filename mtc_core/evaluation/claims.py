@@ -184,8 +184,9 @@ BUDGET_IGNORED = ("warmup_steps",)  # scaled with the budget: a longer run of "t
 
 def budget_lines(models: list[dict]) -> list[str]:
     """Each run trained at another budget than its dataset's zoo beside the zoo's run of the same model, parameters
-    (the warm-up apart) and seed: the TCs with their 95% intervals, the active latents, MIG and the reconstruction.
-    Empty when every dataset has one budget."""
+    (the warm-up apart) and seed: the TCs with their 95% intervals, the active latents, MIG and the reconstruction;
+    then the claims judged on those runs only, at each budget, so a verdict that changes with the budget shows on the
+    same models and seeds. Empty when every dataset has one budget."""
     base = {}
     for r in models:
         base.setdefault(r.get("dataset"), r.get("steps"))
@@ -199,6 +200,13 @@ def budget_lines(models: list[dict]) -> list[str]:
              for short in models if short.get("steps") == base[short.get("dataset")] and same(short, long)]
     if not pairs:
         return []
+    verdict_lines = []
+    for steps in dict.fromkeys(long["steps"] for _, long in pairs):  # the claims at both budgets, on the same models and seeds
+        shorts = list({id(short): short for short, long in pairs if long["steps"] == steps}.values())
+        longs = list({id(long): long for _, long in pairs if long["steps"] == steps}.values())
+        for rows, budget in ((shorts, base[shorts[0].get("dataset")]), (longs, steps)):
+            verdict_lines += [f"**At {budget:,} steps** ({', '.join(r['label'] for r in rows)}):", "",
+                              *[f"- {c}" for c in claims(aggregate(rows))], ""]
     head = ["model", "training steps", *[c[0] for c in PER_SEED[:1] + PER_SEED[2:]], "active latents", "MIG mean", "recon"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pair in pairs:
@@ -208,7 +216,8 @@ def budget_lines(models: list[dict]) -> list[str]:
             mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
             cells += [str(_get(ev, None, ("activity", "active_latents"))), *("-" if v is None else num(v) for v in (mig, recon))]
             lines.append("| " + " | ".join([row["label"], f"{row['steps']:,}", *cells]) + " |")
-    return lines
+    return [*lines, "", "The claims on these runs alone, at each budget (the zoo's seeds of the same models but these left out):", "",
+            *verdict_lines]
 
 
 def _cell(row: dict, title: str) -> str:
