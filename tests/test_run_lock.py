@@ -140,7 +140,9 @@ def test_a_real_training_holds_its_lock_and_a_killed_one_resumes(app_runs, tmp_p
     run = app_runs / "cli"
     flags = [*TINY_FLAGS, "--checkpoint-every", "5"]
     trainer = start(["-m", "mtc_core", "train", "--out", str(run), "--steps", "10000000", *flags],
-                    lambda p: (run / ckpt.CHECKPOINT).is_file() and runs.run_lock_holder(run) is not None, tmp_path / "train.log")
+                    # config.json too: the trainer writes it after the checkpoint and the weights (the listing reads it)
+                    lambda p: all((run / f).is_file() for f in (ckpt.CHECKPOINT, runs.CONFIG)) and runs.run_lock_holder(run) is not None,
+                    tmp_path / "train.log")
     try:
         assert runs.run_lock_holder(run)["pid"] == trainer.pid
         [entry] = run_listing.user_runs()
