@@ -306,8 +306,9 @@ def evaluation(path: str) -> background.Task:
 
 def _store(task: background.Task, path: str) -> dict:
     from mtc_core.evaluation import stored
+    from mtc_core.training.trainer import resolve_device
 
-    return stored.evaluate_and_store(path, progress=lambda stage, partial: task.report(None, stage))
+    return stored.evaluate_and_store(path, device=resolve_device("auto"), progress=lambda stage, partial: task.report(None, stage))
 
 
 def store_evaluation(path: str, start: bool = False) -> background.Task | None:
