@@ -312,9 +312,8 @@ def _store(task: background.Task, path: str) -> dict:
 
 
 def store_evaluation(path: str, start: bool = False) -> background.Task | None:
-    """Task: the run evaluated at `evaluate`'s sizes and stored in its metrics.json (mtc_core.evaluation.stored, what
-    `python -m mtc_core evaluate RUN` writes), computed once in the background; started only when `start`, else the
-    one already started (None when there is none)."""
+    """Task: the run evaluated and stored in its metrics.json as `python -m mtc_core evaluate RUN` does
+    (mtc_core.evaluation.stored), in the background; started only when `start`, else the one started (or None)."""
     key = ("store_evaluation", path, run_listing.config_mtime(path))
     if start:
         return background.submit(key, f"Evaluating {Path(path).name} and storing it", _store, path)

@@ -191,13 +191,11 @@ def budget_lines(models: list[dict]) -> list[str]:
     for r in models:
         base.setdefault(r.get("dataset"), r.get("steps"))
 
-    def same(a: dict, b: dict) -> bool:
-        strip = lambda p: {k: v for k, v in (p or {}).items() if k not in BUDGET_IGNORED}  # noqa: E731
-        return (a["model"], a.get("dataset"), a.get("seed"), strip(a.get("params"))) == (b["model"], b.get("dataset"), b.get("seed"),
-                                                                                        strip(b.get("params")))
+    def same(r: dict) -> tuple:
+        return r["model"], r.get("dataset"), r.get("seed"), {k: v for k, v in (r.get("params") or {}).items() if k not in BUDGET_IGNORED}
 
     pairs = [(short, long) for long in models if long.get("steps") != base[long.get("dataset")]
-             for short in models if short.get("steps") == base[short.get("dataset")] and same(short, long)]
+             for short in models if short.get("steps") == base[short.get("dataset")] and same(short) == same(long)]
     if not pairs:
         return []
     verdict_lines = []
