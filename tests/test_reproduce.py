@@ -213,6 +213,7 @@ def test_a_longer_budget_is_judged_in_its_own_group_and_shown_beside_the_zoo_run
     assert [(h, [r["label"] for r in rows]) for h, rows in groups] == [
         ("shapes2d", ["TCVAE", "RTC"]), ("shapes2d, 60,000 training steps", ["TCVAE long", "RTC long"])]
     first, long = (claims.claims(rows) for _, rows in groups)
+    assert sorted(claims.claims(table)) == sorted(first + long)  # the whole table: each RTC-VAE still against its own budget's rivals only
     two = [line for line in first + long if line.startswith("(2)") and "Gaussian TC of the means, all latents" in line]
     assert [line.split(", Gaussian")[0] for line in two] == ["(2) RTC [seed 0; against TCVAE]", "(2) RTC long [seed 0; against TCVAE long]"]
     assert ": does not hold:" in two[0] and ": holds:" in two[1] and "1.000 -> 0.200" in two[1]
