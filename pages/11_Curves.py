@@ -79,10 +79,10 @@ dataset = st.segmented_control("Dataset", datasets, default=datasets[0], key="cu
 shown = [p for p in points if p["dataset"] == dataset]
 budgets = collections.Counter(p["steps"] for p in shown)
 if len(budgets) > 1:  # a model trained longer is another model: one budget at a time, the most common first
-    choices = [f"{steps:,} steps" if isinstance(steps, int) else "unknown" for steps, _ in budgets.most_common()]
-    picked = st.segmented_control("Training budget", choices, default=choices[0], key="curves_budget") or choices[0]
-    steps = budgets.most_common()[choices.index(picked)][0]
-    shown = [p for p in shown if p["steps"] == steps]
+    choices = {f"{steps:,} steps" if isinstance(steps, int) else "unknown": steps for steps, _ in budgets.most_common()}
+    first = next(iter(choices))
+    picked = st.segmented_control("Training budget", list(choices), default=first, key="curves_budget") or first
+    shown = [p for p in shown if p["steps"] == choices[picked]]
 widgets.plotly_chart(curves.strength_figure(shown), key="curves_strength")
 zero = [p for p in shown if p["field"] and not (isinstance(p["strength"], int | float) and p["strength"] > 0)]
 trained = f" trained {shown[0]['steps']:,} steps" if len(budgets) > 1 and isinstance(shown[0]["steps"], int) else ""

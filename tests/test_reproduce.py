@@ -5,7 +5,7 @@ import pytest
 
 from mtc_core import runs
 from mtc_core.cli.commands import main
-from mtc_core.evaluation import claims, thresholds
+from mtc_core.evaluation import claims, results_figures, thresholds
 from mtc_core.metrics.activity import curve_thresholds, stable_range
 from mtc_core.runs import zoo
 
@@ -176,7 +176,7 @@ def test_results_never_print_minus_zero_and_tabulate_the_curve(tmp_path):
     text = claims.markdown(table, {"num_train": 10}, "test")
     assert "-0.000" not in text and "-0.0%" not in text
     assert "## Over the activity cut" in text and "| tcvae | 2 | 0.01 [0.001, 0.1]; 0.01 [0.001, 0.1] |" in text
-    assert (tmp_path / "f" / "activity_curves.png") in claims.figures(table, tmp_path / "f")
+    assert (tmp_path / "f" / "activity_curves.png") in results_figures.figures(table, tmp_path / "f")
 
 
 def test_aggregate_orders_rows_by_dataset_then_model_and_averages_seeds():

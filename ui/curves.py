@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from mtc_core import runs
-from mtc_core.evaluation import tc_report
+from mtc_core.evaluation import stored, tc_report
 from mtc_core.visualize import curves
 from services import run_curves, run_tables
 from ui import cache, guard, pages, widgets
@@ -58,7 +58,8 @@ def _store_button(path: str | Path, key: str) -> None:
     task = cache.store_evaluation(str(path))
     if task is None:
         if st.button("Evaluate and store", key=f"{key}_store", icon=":material/save:", disabled=guard.read_only(),
-                     help="Runs the full evaluation (10,000 + 5,000 points, seed 0, a minute or more on a CPU) and writes "
+                     help=f"Runs the full evaluation ({stored.NUM_TRAIN:,} + {stored.NUM_TEST:,} points, seed {stored.SEED}, a "
+                          "minute or more on a CPU) and writes "
                           "it to the run's metrics.json, as `python -m mtc_core evaluate RUN` does; then every page shows "
                           "the stored numbers."):
             task = cache.store_evaluation(str(path), start=True)

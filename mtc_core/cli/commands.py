@@ -291,7 +291,7 @@ def cmd_reproduce(argv: list[str]) -> int:
 
 
 def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
-    from mtc_core.evaluation import claims
+    from mtc_core.evaluation import claims, results_figures
 
     settings = {"num_train": args.num_train, "num_test": args.num_test, "seed": args.seed}
     if not args.zoo.is_dir():
@@ -302,7 +302,7 @@ def _reproduce_zoo(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"{args.zoo}: no model could be evaluated ({len(skipped)} skipped)" if skipped else
                          f"{args.zoo}: no models listed in its index.json")
     table = claims.aggregate(rows)
-    paths = claims.figures(table, args.figures)
+    paths = results_figures.figures(table, args.figures)
     text = claims.markdown(table, settings, ("python -m mtc_core reproduce " + shlex.join(argv)).strip(), rows)
     table_path = args.table or Path("RESULTS.md")
     table_path.write_text(text)

@@ -173,11 +173,17 @@ def budget_groups(table: list[dict]) -> list[tuple[str, list[dict]]]:
     groups: dict[tuple, list[dict]] = {}
     for r in table:
         groups.setdefault((r.get("dataset"), r.get("steps")), []).append(r)
-    first = {}
-    for dataset, steps in groups:
-        first.setdefault(dataset, steps)
+    first = _zoo_budgets(table)
     return [(f"{dataset}" if steps == first[dataset] else f"{dataset}, {steps:,} training steps", rows)
             for (dataset, steps), rows in groups.items()]
+
+
+def _zoo_budgets(rows: list[dict]) -> dict:
+    """dataset -> the training steps of its first row in zoo order (the zoo's budget on it)."""
+    first: dict = {}
+    for r in rows:
+        first.setdefault(r.get("dataset"), r.get("steps"))
+    return first
 
 
 BUDGET_IGNORED = ("warmup_steps",)  # scaled with the budget: a longer run of "the same model" has a longer warm-up
@@ -188,9 +194,7 @@ def budget_lines(models: list[dict]) -> list[str]:
     (the warm-up apart) and seed: the TCs with their 95% intervals, the active latents, MIG and the reconstruction;
     then the claims judged on those runs only, at each budget, so a verdict that changes with the budget shows on the
     same models and seeds. Empty when every dataset has one budget."""
-    base = {}
-    for r in models:
-        base.setdefault(r.get("dataset"), r.get("steps"))
+    base = _zoo_budgets(models)
 
     def same(r: dict) -> tuple:
         return r["model"], r.get("dataset"), r.get("seed"), {k: v for k, v in (r.get("params") or {}).items() if k not in BUDGET_IGNORED}
@@ -206,15 +210,12 @@ def budget_lines(models: list[dict]) -> list[str]:
         for rows, budget in ((shorts, base[shorts[0].get("dataset")]), (longs, steps)):
             verdict_lines += [f"**At {budget:,} steps** ({', '.join(r['label'] for r in rows)}):", "",
                               *[f"- {c}" for c in claims(aggregate(rows))], ""]
-    head = ["model", "training steps", *[c[0] for c in PER_SEED[:1] + PER_SEED[2:]], "active latents", "MIG mean", "recon"]
+    columns = PER_SEED[:1] + PER_SEED[2:]  # the split's "between" left out
+    head = ["model", "training steps", *[c[0] for c in columns], *RUN_TAIL]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pair in pairs:
         for row in pair:
-            ev = row["evaluation"]
-            cells = [tc_report.describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED[:1] + PER_SEED[2:]]
-            mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
-            cells += [str(_get(ev, None, ("activity", "active_latents"))), *("-" if v is None else num(v) for v in (mig, recon))]
-            lines.append("| " + " | ".join([row["label"], f"{row['steps']:,}", *cells]) + " |")
+            lines.append("| " + " | ".join([row["label"], f"{row['steps']:,}", *_run_cells(row["evaluation"], columns)]) + " |")
     return [*lines, "", "The claims on these runs alone at each budget (the zoo's other seeds left out):", "", *verdict_lines[:-1]]
 
 
@@ -234,21 +235,27 @@ PER_SEED = [("mean codes: Gaussian TC", "mean", "gaussian", None), ("... between
 
 def per_seed_lines(rows: list[dict]) -> list[str]:
     """One line per zoo model (every seed) with its TCs and 95% intervals, as the app shows them."""
-    head = ["model", *[c[0] for c in PER_SEED], "active latents", "MIG mean", "recon"]
+    head = ["model", *[c[0] for c in PER_SEED], *RUN_TAIL]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        ev = row["evaluation"]
-        mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
-        cells = [tc_report.describe(ev.get("tc"), code, est, part) for _, code, est, part in PER_SEED]
-        cells += [str(_get(ev, None, ("activity", "active_latents"))), *("-" if v is None else num(v) for v in (mig, recon))]
-        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+        lines.append("| " + " | ".join([row["label"], *_run_cells(row["evaluation"], PER_SEED)]) + " |")
     return lines
+
+
+RUN_TAIL = ("active latents", "MIG mean", "recon")  # the columns after a run's TCs in `_run_cells`
+
+
+def _run_cells(ev: dict, columns: list[tuple]) -> list[str]:
+    """One run's cells: its TCs with their 95% intervals (`columns`: PER_SEED entries), then RUN_TAIL."""
+    cells = [tc_report.describe(ev.get("tc"), code, est, part) for _, code, est, part in columns]
+    mig, recon = _get(ev, "mean", ("mig",)), ev.get("recon")
+    return [*cells, str(_get(ev, None, ("activity", "active_latents"))), *("-" if v is None else num(v) for v in (mig, recon))]
 
 
 SHOWN_CUTS = (1e-3, 10 ** -2.5, 1e-2, 10 ** -1.5, 1e-1)  # the cuts of the curve RESULTS.md tabulates
 
 
-def _curves(row: dict) -> dict[str, dict | None]:
+def configuration_curves(row: dict) -> dict[str, dict | None]:
     reports = [r["tc"] for r in row.get("runs", [])]
     return {part: thresholds.configuration_curve(reports, "mean", part) for part in ("active", "between")}
 
@@ -261,7 +268,7 @@ def curve_lines(table: list[dict]) -> list[str]:
         head = ["model", "seeds", "chosen cut [stable range] per seed", *[f"Var mu_j > {cut(t)}" for t in SHOWN_CUTS]]
         lines += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in (r for r in table if r.get("dataset") == dataset):
-            curves, cells = _curves(r), []
+            curves, cells = configuration_curves(r), []
             if curves["active"] is None:
                 cells = ["no curve stored"] + ["-"] * len(SHOWN_CUTS)
             else:
@@ -311,7 +318,7 @@ def markdown(table: list[dict], settings: dict, command: str, models: list[dict]
              "active latents, each the mean over seeds. The stable range of a seed: the cuts of the curve that give the "
              "active set of its chosen cut.", "",
              *curve_lines(table),
-             *(["![activity curves](docs/results/activity_curves.png)", ""] if any(_curves(r)["active"] for r in table) else []),
+             *(["![activity curves](docs/results/activity_curves.png)", ""] if any(configuration_curves(r)["active"] for r in table) else []),
              "## Disentanglement metrics", "", *rows(metric_columns), "",
              "## The claims", "", *[f"- {c}" for c in verdicts.CRITERIA], "",
              "Claim 1 is judged seed by seed, claim 2 pair of seeds by pair (every seed of RTC-VAE against every seed of "
@@ -331,69 +338,3 @@ def markdown(table: list[dict], settings: dict, command: str, models: list[dict]
              *(["## Every model, every seed", "", "Each value with its 95% interval.", "", *per_seed_lines(models), ""] if models else []),
              "![mean vs sampled TC](docs/results/tc_mean_vs_sampled.png)", "", "![metrics](docs/results/metrics.png)", ""]
     return "\n".join(lines)
-
-
-def figures(table: list[dict], folder: str | Path) -> list[Path]:
-    """Mean TC against sampled TC per model (with the no-disparity diagonal), and metric bars, as PNGs: one
-    panel per dataset, since models are only compared within one."""
-    from matplotlib.figure import Figure
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    datasets = list(dict.fromkeys(r.get("dataset") for r in table)) or [None]
-    fig = Figure(figsize=(6.5 * len(datasets), 5.5))
-    for ax, dataset in zip(fig.subplots(1, len(datasets), squeeze=False)[0], datasets, strict=True):
-        top = 0.0
-        for r in (r for r in table if r.get("dataset") == dataset):
-            (m, m_sd), (s, s_sd) = r["TC mean codes (Gaussian)"], r["TC sampled codes (Gaussian)"]
-            if m is None or s is None:
-                continue
-            ax.errorbar(s, m, xerr=s_sd, yerr=m_sd, fmt="o", capsize=3, label=r["label"])
-            top = max(top, m, s)
-        ax.plot([0, top * 1.1 or 1], [0, top * 1.1 or 1], "k--", lw=1, label="no disparity")
-        ax.set(xlabel="TC of sampled codes (Gaussian, nats)", ylabel="TC of mean codes (Gaussian, nats)",
-               title=f"Mean vs sampled TC, {dataset}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths = [folder / "tc_mean_vs_sampled.png"]
-    fig.savefig(paths[0], dpi=120)
-    names = ["MIG mean", "MIG sampled", "DCI dis. mean", "SAP mean", "FactorVAE mean", "BetaVAE mean"]
-    fig = Figure(figsize=(10, 4.5 * len(datasets)))
-    for ax, dataset in zip(fig.subplots(len(datasets), 1, squeeze=False)[:, 0], datasets, strict=True):
-        rows = [r for r in table if r.get("dataset") == dataset]
-        width = 0.8 / max(len(rows), 1)
-        for i, r in enumerate(rows):
-            ax.bar([j + i * width for j in range(len(names))], [r[n][0] or 0.0 for n in names], width,
-                   yerr=[r[n][1] or 0.0 for n in names], label=r["label"], capsize=2)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], labels=names)
-        ax.set(ylabel="score", title=f"Disentanglement metrics, {dataset} (mean over seeds, error bars: sd)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(folder / "metrics.png")
-    fig.savefig(paths[1], dpi=120)
-    if any(_curves(r)["active"] for r in table):
-        paths.append(_activity_png(table, datasets, folder / "activity_curves.png"))
-    return paths
-
-
-def _activity_png(table: list[dict], datasets: list, path: Path) -> Path:
-    """Per dataset: each configuration's mean-code Gaussian TC among active latents against the cut (mean over seeds,
-    log x), each seed's chosen cut marked on its line."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5 * len(datasets), 5.0))
-    for ax, dataset in zip(fig.subplots(1, len(datasets), squeeze=False)[0], datasets, strict=True):
-        for r in (r for r in table if r.get("dataset") == dataset):
-            curve = _curves(r)["active"]
-            if curve is None:
-                continue
-            (line,) = ax.plot(curve["thresholds"], curve["mean"], "-", lw=1.5, label=r["label"])
-            marks = [(t, curve["mean"][min(range(len(curve["thresholds"])), key=lambda i: abs(curve["thresholds"][i] - t))])
-                     for t in curve["defaults"]]
-            ax.plot(*zip(*marks, strict=True), "o", color=line.get_color(), ms=5)
-        ax.set(xscale="log", xlabel="activity cut: Var(mu_j) > t", ylabel="TC of mean codes among active latents (Gaussian, nats)",
-               title=f"Over the activity cut, {dataset} (dots: each seed's chosen cut)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
