@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 import torch
 
+from mtc_core import runs
 from mtc_core.data import BUILT_IN
 from mtc_core.models import MODELS
 from mtc_core.training import defaults
@@ -237,7 +238,7 @@ def your_panel() -> bool:
     st.subheader("Your trainings")
     if going:
         guard.note("Cancelling")
-    server_going = tuple(j.id for j in reversed(training_queue.jobs()) if not j.done)
+    server_going = _server_going()
     for job in going:
         with st.container(border=True):
             st.fragment(_status, run_every=STATUS_S)(job.id, "you", server_going)
@@ -253,7 +254,7 @@ def _finished(job: training_queue.TrainingJob) -> None:
     """A finished training of this session: how it ended, its final TCs and reconstruction, its curves, Open."""
     with st.container(border=True):
         _status(job.id, "you", ())
-        if job.run_dir is None or not (job.run_dir / "config.json").is_file() or job.state == "failed":
+        if job.run_dir is None or not (job.run_dir / runs.CONFIG).is_file() or job.state == "failed":
             return
         run_views.open_button(job.run_dir, key=f"train_open_{job.id}")
         tc = run_views.headline(job.run_dir, key=f"train_result_{job.id}")
@@ -271,7 +272,7 @@ def others_panel() -> None:
     going = [j for j in reversed(jobs) if not j.done]
     if going:
         guard.note("Cancelling")
-    server_going = tuple(j.id for j in reversed(training_queue.jobs()) if not j.done)
+    server_going = _server_going()
     for job in going + [j for j in reversed(jobs) if j.done][:SHOWN]:
         with st.container(border=True):
             if job.done:
@@ -281,10 +282,15 @@ def others_panel() -> None:
             st.fragment(_curves, run_every=CURVES_S)(job.id)
 
 
+def _server_going() -> tuple[str, ...]:
+    """The ids of the server's running and queued trainings, newest first: when this changes, the panels redraw."""
+    return tuple(j.id for j in reversed(training_queue.jobs()) if not j.done)
+
+
 def _status(job_id: str, who: str, going: tuple[str, ...]) -> None:
     """One job's state, progress and Cancel; a full redraw once it ends or another job starts on the server."""
     job = training_queue.find(job_id)
-    if going and (job.done or tuple(j.id for j in reversed(training_queue.jobs()) if not j.done) != going):
+    if going and (job.done or _server_going() != going):
         st.rerun(scope="app")
     p = job.progress()
     name = f"`{job.run_dir.name}`" if job.run_dir is not None else f"**{job.title}**"
